@@ -1,0 +1,23 @@
+"""SearchTuner: fine-tune pretrained models into embedding models for neural search."""
+
+from searchtuner.data import DataReport, validate
+from searchtuner.encoding import encode
+from searchtuner.errors import ConfigError, DataError, SearchTunerError
+from searchtuner.evaluation import evaluate
+from searchtuner.models import EmbeddingModel, build_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DataReport",
+    "EmbeddingModel",
+    "SearchTunerError",
+    "__version__",
+    "build_model",
+    "encode",
+    "evaluate",
+    "list_models",
+    "validate",
+]

@@ -1,0 +1,27 @@
+"""Evaluation of embedding models for search: trec_eval-compatible retrieval metrics."""
+
+from searchtuner.evaluation.evaluate import Retrieval, evaluate, retrieve
+from searchtuner.evaluation.metrics import (
+    ComparisonReport,
+    MetricChange,
+    QueryChange,
+    RankedItem,
+    RetrievalResult,
+    Similarity,
+    compare,
+    retrieval_metrics,
+)
+
+__all__ = [
+    "ComparisonReport",
+    "MetricChange",
+    "QueryChange",
+    "RankedItem",
+    "Retrieval",
+    "RetrievalResult",
+    "Similarity",
+    "compare",
+    "evaluate",
+    "retrieval_metrics",
+    "retrieve",
+]
