@@ -36,8 +36,7 @@ def run_demo(backbone: str = "all-MiniLM-L6-v2", k: int = 10) -> dict[str, float
     print(
         f"\n3. Embedding {len(test):,} held-out definitions; each one is a query against the rest"
     )
-    retrieval = retrieve(model, test, k=k)
-    result = retrieval.result
+    result, _ = retrieve(model, test, k=k)
     print(f"   {result.n_queries} queries, {len(set(d.label for d in test))} labels")
     for name, value in result.metrics.items():
         print(f"   {name:<16} {value:.4f}")

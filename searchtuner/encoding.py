@@ -36,29 +36,42 @@ def encode(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     items = as_items(data, model.modality)
-    out = np.empty((len(items), model.embedding_dim), dtype=np.float32)
-    if not items:
+    return encode_prepared(
+        model, model.preprocess_items(items), batch_size=batch_size, device=device
+    )
+
+
+def encode_prepared(
+    model: EmbeddingModel,
+    prepared: Sequence[Any],
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Embed items already through ``model.preprocess_items`` (e.g. texts tokenised once)."""
+    out = np.empty((len(prepared), model.embedding_dim), dtype=np.float32)
+    if not prepared:
         return out
     target = torch.device(device) if device is not None else model.device
-    order = _length_order(items) if model.modality is Modality.TEXT else range(len(items))
-    order = list(order)
+    # Texts in order of length, so that each batch pads to similar lengths.
+    order = (
+        sorted(range(len(prepared)), key=lambda i: len(prepared[i]))
+        if model.modality is Modality.TEXT
+        else list(range(len(prepared)))
+    )
+    collate = model.backbone.preprocessor.collate
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
-                batch = model.preprocess([items[i] for i in chunk])
+                batch = collate([prepared[i] for i in chunk])
                 batch = {k: v.to(target, non_blocking=True) for k, v in batch.items()}
                 out[chunk] = model(batch).float().cpu().numpy()
     finally:
         model.train(was_training)
     return out
-
-
-def _length_order(texts: Sequence[Any]) -> list[int]:
-    """Sort texts by length so that each batch pads to similar lengths (less padding)."""
-    return sorted(range(len(texts)), key=lambda i: len(texts[i]))
 
 
 def as_items(data: Any, modality: Modality) -> list[Any]:
@@ -74,13 +87,6 @@ def as_items(data: Any, modality: Modality) -> list[Any]:
     items = list(data)
     if items and _is_document(items[0]):
         items = [_content(doc, modality, i) for i, doc in enumerate(items)]
-    if modality is Modality.TEXT:
-        for i, item in enumerate(items):
-            if not isinstance(item, str):
-                raise DataError(
-                    f"item {i}: a text model needs str inputs, got {type(item).__name__}; "
-                    "pass texts, or build an image/tensor model for other data"
-                )
     return items
 
 

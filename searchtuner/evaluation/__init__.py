@@ -1,6 +1,6 @@
 """Evaluation of embedding models for search: trec_eval-compatible retrieval metrics."""
 
-from searchtuner.evaluation.evaluate import Retrieval, evaluate, retrieve
+from searchtuner.evaluation.evaluate import Evaluator, evaluate, retrieve
 from searchtuner.evaluation.metrics import (
     ComparisonReport,
     MetricChange,
@@ -14,10 +14,10 @@ from searchtuner.evaluation.metrics import (
 
 __all__ = [
     "ComparisonReport",
+    "Evaluator",
     "MetricChange",
     "QueryChange",
     "RankedItem",
-    "Retrieval",
     "RetrievalResult",
     "Similarity",
     "compare",

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from searchtuner.device import resolve_device
 from searchtuner.errors import ConfigError, invalid_choice
 from searchtuner.models.backbones.base import Backbone, FeatureKind
 from searchtuner.models.embedding_model import EmbeddingModel, ModelSpec
@@ -122,7 +123,7 @@ def build_model(
             f"freeze={freeze!r} leaves nothing to train in {name}; add a projection head "
             "(output_dim=...) or freeze fewer layers"
         )
-    return model.to(_device(device)).eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def _make_backbone(
@@ -187,15 +188,3 @@ def _reject_foreign_options(family: str, name: str, given: dict[str, Any]) -> No
                 f"{option} does not apply to {name} ({family} backbone); options it takes: "
                 f"{fits or 'none beyond pooling, freeze, output_dim, normalize, pretrained'}"
             )
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from err
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu'")
-    return chosen

@@ -71,6 +71,10 @@ class EmbeddingModel(nn.Module):
         """Raw items (texts, images, arrays) → a batch of tensors on the CPU."""
         return self.backbone.preprocessor(items)
 
+    def preprocess_items(self, items: Sequence[Any]) -> list[Any]:
+        """The cacheable part of preprocessing (texts → token ids; other items as they are)."""
+        return self.backbone.preprocessor.prepare(items)
+
     def forward(self, batch: Batch) -> Tensor:
         features = self.backbone(batch)
         kind = self.backbone.feature_kind

@@ -33,6 +33,10 @@ class Preprocessor(Protocol):
 
     def __call__(self, items: Sequence[Any]) -> Batch: ...
 
+    def prepare(self, items: Sequence[Any]) -> list[Any]: ...
+
+    def collate(self, prepared: Sequence[Any]) -> Batch: ...
+
     def config(self) -> dict[str, Any]: ...
 
     def example(self) -> list[Any]: ...
@@ -55,6 +59,10 @@ class TextPreprocessor:
         self.max_length = int(max_length)
 
     def __call__(self, items: Sequence[Any]) -> Batch:
+        return self.collate(self.prepare(items))
+
+    def prepare(self, items: Sequence[Any]) -> list[list[int]]:
+        """Tokenise without padding: one list of token ids per text (cacheable per item)."""
         texts = list(items)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
@@ -63,13 +71,26 @@ class TextPreprocessor:
                     "pass texts, or build an image/tensor model for other data"
                 )
         encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return {key: value for key, value in encoded.items() if isinstance(value, Tensor)}
+            texts, truncation=True, max_length=self.max_length, return_attention_mask=False,
+            return_token_type_ids=False,
+        )  # fmt: skip
+        ids: list[list[int]] = encoded["input_ids"]
+        return ids
+
+    def collate(self, prepared: Sequence[Sequence[int]]) -> Batch:
+        """Pad token-id lists to the longest of them; the mask marks the real tokens."""
+        longest = max((len(ids) for ids in prepared), default=0)
+        input_ids = torch.full((len(prepared), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prepared), longest), dtype=torch.long)
+        for row, ids in enumerate(prepared):
+            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            mask[row, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else 0
 
     def config(self) -> dict[str, Any]:
         return {"type": "text", "max_length": self.max_length}
@@ -106,6 +127,13 @@ class ImagePreprocessor:
         self._mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(self.std).view(1, 3, 1, 1)
 
+    def prepare(self, items: Sequence[Any]) -> list[Any]:
+        """Images are decoded per batch (decoded pixels would not fit in memory for long)."""
+        return list(items)
+
+    def collate(self, prepared: Sequence[Any]) -> Batch:
+        return self(prepared)
+
     def __call__(self, items: Sequence[Any]) -> Batch:
         pixels = torch.stack([self._resize(to_chw_float(item, i)) for i, item in enumerate(items)])
         return {"pixel_values": (pixels - self._mean) / self._std}
@@ -141,6 +169,12 @@ class TensorPreprocessor:
         self.input_shape = tuple(int(d) for d in input_shape)
         if not self.input_shape or any(d <= 0 for d in self.input_shape):
             raise ConfigError(f"input_shape must be positive sizes, got {tuple(input_shape)}")
+
+    def prepare(self, items: Sequence[Any]) -> list[Any]:
+        return list(items)
+
+    def collate(self, prepared: Sequence[Any]) -> Batch:
+        return self(prepared)
 
     def __call__(self, items: Sequence[Any]) -> Batch:
         rows = []
