@@ -38,7 +38,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from searchtuner.demo import run_demo
 
-    run_demo(backbone=args.backbone, k=args.k)
+    run_demo(backbone=args.backbone, k=args.k, epochs=args.epochs)
     return 0
 
 
@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_validate)
 
     demo = commands.add_parser(
-        "demo", help="the main job: build an embedding model, check data, embed, score retrieval"
+        "demo", help="the main job: convert a backbone, check data, fine-tune, compare retrieval"
     )
+    demo.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
     demo.add_argument("--backbone", default="all-MiniLM-L6-v2")
     demo.add_argument("--k", type=int, default=10, help="rank cut-off of the metrics")
     demo.set_defaults(func=_demo)

@@ -180,10 +180,13 @@ def _print_record(record: dict[str, Any]) -> None:
             flush=True,
         )
     elif record.get("event") == "evaluation":
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if "@" in k)
-        print(f"evaluation at step {record['step']}: {shown}", flush=True)
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if "@" in k)
+        print(f"evaluation at step {record['step']}: {scores}", flush=True)
+    elif record.get("event") == "finished":
+        print(f"finished after {record['step']} steps", flush=True)
     else:
-        print(" ".join(f"{k}={v}" for k, v in record.items()), flush=True)
+        shown = {k: v for k, v in record.items() if k != "time"}
+        print(" ".join(f"{k}={v}" for k, v in shown.items()), flush=True)
 
 
 def _clock(seconds: float) -> str:

@@ -19,6 +19,7 @@ from searchtuner.data.readers import Source
 from searchtuner.device import resolve_device
 from searchtuner.errors import ConfigError
 from searchtuner.evaluation.evaluate import Evaluator
+from searchtuner.evaluation.metrics import ComparisonReport, RetrievalResult, compare
 from searchtuner.models.dual_encoder import DualEncoder
 from searchtuner.models.embedding_model import EmbeddingModel
 from searchtuner.training.callbacks import (
@@ -46,6 +47,8 @@ class TrainResult:
     model: Model
     state: TrainState
     logs: list[dict[str, Any]]
+    comparison: ComparisonReport | None = None
+    """Before/after metrics and the queries whose results changed most (with eval data)."""
 
     @property
     def metrics_before(self) -> dict[str, float] | None:
@@ -128,6 +131,7 @@ class Trainer:
             Evaluator(model, eval_data, k=self.config.eval_k) if eval_data is not None else None
         )
         self.state = TrainState(total_steps=self.total_steps)
+        self.retrievals: list[RetrievalResult] = []  # first and latest evaluation, in full
         self.logs: list[dict[str, Any]] = []
         self.callbacks = self._default_callbacks(callbacks)
 
@@ -233,15 +237,27 @@ class Trainer:
                 if state.should_stop:
                     break
             self.fire("on_fit_end")
+            comparison = None
             if self.evaluator is not None:
                 state.metrics_after = self.evaluate(log=False)
-                self.log({"event": "finished", "step": state.global_step,
-                          "metrics_before": state.metrics_before,
-                          "metrics_after": state.metrics_after})  # fmt: skip
+                comparison = self._comparison()
+            self.log({"event": "finished", "step": state.global_step,
+                      "metrics_before": state.metrics_before,
+                      "metrics_after": state.metrics_after})  # fmt: skip
         except BaseException as error:
             self.fire("on_exception", error)
             raise
-        return TrainResult(self.model, state, self.logs)
+        return TrainResult(self.model, state, self.logs, comparison)
+
+    def _comparison(self) -> ComparisonReport | None:
+        if self.evaluator is None or len(self.retrievals) < 2:
+            return None
+        queries, index = self.evaluator.queries, self.evaluator.index_items
+        return compare(
+            self.retrievals[0], self.retrievals[-1],
+            query_texts=queries if all(isinstance(t, str) for t in queries) else None,
+            index_texts=index if all(isinstance(t, str) for t in index) else None,
+        )  # fmt: skip
 
     def _done(self) -> bool:
         return self.state.global_step >= self.total_steps or self.state.should_stop
@@ -345,7 +361,9 @@ class Trainer:
         """Score the current model on the eval data (retrieval metrics)."""
         if self.evaluator is None:
             raise ConfigError("no eval_data was given")
-        metrics = self.evaluator.run(self.model).metrics
+        result = self.evaluator.run(self.model)
+        self.retrievals[1:] = [result]  # keep the first (before training) and the latest
+        metrics = result.metrics
         self.model.train()
         if log:
             self.log({"event": "evaluation", "step": self.state.global_step, "metrics": metrics})
