@@ -1,5 +1,6 @@
 """SearchTuner: fine-tune pretrained models into embedding models for neural search."""
 
+from searchtuner.artifacts import ModelHandle, get_model, load_bundle, save_bundle
 from searchtuner.data import DataReport, validate
 from searchtuner.encoding import encode
 from searchtuner.errors import ConfigError, DataError, SearchTunerError
@@ -13,11 +14,15 @@ __all__ = [
     "DataError",
     "DataReport",
     "EmbeddingModel",
+    "ModelHandle",
     "SearchTunerError",
     "__version__",
     "build_model",
     "encode",
     "evaluate",
+    "get_model",
     "list_models",
+    "load_bundle",
+    "save_bundle",
     "validate",
 ]

@@ -48,8 +48,13 @@ def test_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
 def test_demo_runs_the_main_job() -> None:
     done = _cli("demo")
     assert done.returncode == 0, done.stderr
-    assert "map@10" in done.stdout
-    score = float(done.stdout.split("map@10_st")[1].split()[0])
+    table = [
+        line.split("|") for line in done.stdout.splitlines() if "map@10_st" in line and "|" in line
+    ]
+    assert len(table) == 1, done.stdout
+    before, after = float(table[0][1]), float(table[0][2])
     # The pretrained model's score on the held-out WordNet split (sentence-transformers'
-    # normalisation); the environment notes give ~0.165 for this model and task.
-    assert 0.12 < score < 0.22
+    # normalisation): the environment notes give ~0.165; one epoch of tuning lifts it.
+    assert 0.12 < before < 0.22
+    assert after > before + 0.05
+    assert "Most improved queries" in done.stdout

@@ -64,6 +64,14 @@ class TrainConfig(BaseModel):
         None, gt=0, le=10, description="learning rate of a loss's own parameters (default 1e-3)"
     )
     weight_decay: float = Field(0.01, ge=0, le=1)
+    freeze_token_embeddings: bool = Field(
+        True,
+        description=(
+            "text models: keep the token-embedding table fixed while training. It is half of "
+            "MiniLM's weights, and a few thousand examples touch few of its rows: freezing it "
+            "saves a third of the step time and the optimizer memory for it"
+        ),
+    )
     scheduler: Scheduler = Scheduler.LINEAR
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps to warm up over")
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; None: off")

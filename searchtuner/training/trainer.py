@@ -112,6 +112,9 @@ class Trainer:
         self.device = resolve_device(self.config.device)
         _seed_everything(self.config.seed)
         self.model.to(self.device)
+        self._frozen_here = (
+            self._freeze_token_embeddings() if self.config.freeze_token_embeddings else []
+        )
         self.task: Task = make_task(model, train_data, self.config)
         self.task.device = self.device
         self.task.loss_fn.to(self.device)
@@ -160,6 +163,20 @@ class Trainer:
         if not any(isinstance(c, Progress) for c in extra):
             found.append(Progress())
         return [*found, *extra]
+
+    def _freeze_token_embeddings(self) -> list[nn.Parameter]:
+        """Fix the token-embedding tables of text towers for this run; returns what it froze."""
+        towers = [self.model.text] if isinstance(self.model, DualEncoder) else [self.model]
+        frozen = []
+        for tower in towers:
+            inner: Any = getattr(tower.backbone, "model", None)
+            if tower.modality is not Modality.TEXT or not hasattr(inner, "get_input_embeddings"):
+                continue
+            weight = inner.get_input_embeddings().weight
+            if weight.requires_grad:
+                weight.requires_grad_(False)
+                frozen.append(weight)
+        return frozen
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -247,6 +264,9 @@ class Trainer:
         except BaseException as error:
             self.fire("on_exception", error)
             raise
+        finally:
+            for param in self._frozen_here:  # the model leaves as it came in
+                param.requires_grad_(True)
         return TrainResult(self.model, state, self.logs, comparison)
 
     def _comparison(self) -> ComparisonReport | None:

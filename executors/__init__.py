@@ -1,0 +1,1 @@
+"""Jina executors: thin services around the searchtuner library (one folder each)."""

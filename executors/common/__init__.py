@@ -1,0 +1,1 @@
+"""What the executors share: request/response schemas and request errors."""

@@ -1,0 +1,1 @@
+"""The Publisher executor: checkpoint in the store → published model bundle and handle."""
