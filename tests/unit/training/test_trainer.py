@@ -284,3 +284,46 @@ def test_a_seeded_run_is_reproducible(tiny_bert_dir: Path) -> None:
 
     first, second = run(), run()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_self_supervised_images_train_on_augmented_views() -> None:
+    rng = np.random.default_rng(0)
+    docs = [
+        UnlabeledDoc(tensor=rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(16)
+    ]
+    model = searchtuner.build_model("mobilenet_v2", pretrained=False, image_size=32, output_dim=16)
+    config = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, log_every_steps=1)
+    result = train(model, docs, config=config, callbacks=QUIET)
+    losses = [r["loss"] for r in result.logs if r["event"] == "progress"]
+    assert len(losses) == 2
+    assert all(np.isfinite(losses))
+
+
+def test_gradient_accumulation_takes_one_step_per_group_of_batches() -> None:
+    docs = _clusters(n_labels=4, per_label=16)
+    model = searchtuner.build_model("mlp", input_dim=16)
+    config = TrainConfig(epochs=1, batch_size=8, gradient_accumulation_steps=2)
+    trainer = Trainer(model, docs, config=config, callbacks=QUIET)
+    batches = len(trainer.sampler)
+    result = trainer.fit()
+    assert batches == 8
+    assert result.state.global_step == batches // 2
+    assert result.state.samples_seen == batches * 8
+
+
+@pytest.mark.parametrize("scheduler", ["linear", "cosine", "constant"])
+def test_schedules_warm_up_then_follow_their_shape(scheduler: str) -> None:
+    model = searchtuner.build_model("mlp", input_dim=16)
+    config = TrainConfig(scheduler=scheduler, warmup_ratio=0.25, batch_size=8, epochs=5)
+    trainer = Trainer(model, _clusters(), config=config, callbacks=QUIET)
+    total = trainer.total_steps
+    factors = [trainer._lr_factor(step) for step in range(total)]
+    warmup = int(0.25 * total)
+    assert factors[:warmup] == sorted(factors[:warmup])  # rising
+    assert factors[warmup] == pytest.approx(1.0)
+    tail = factors[warmup:]
+    if scheduler == "constant":
+        assert all(f == pytest.approx(1.0) for f in tail)
+    else:
+        assert tail == sorted(tail, reverse=True)
+        assert tail[-1] < 0.2
