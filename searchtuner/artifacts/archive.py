@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
-from searchtuner.artifacts.digests import sha256_file
+from searchtuner.artifacts.digests import sha256_file, staged_folder
 from searchtuner.artifacts.errors import BundleError
 from searchtuner.artifacts.manifest import MANIFEST_NAME, check_member_name, verify_bundle
-from searchtuner.errors import ConfigError
 
 _CHUNK = 1 << 20
 
@@ -96,12 +94,7 @@ def unpack_bundle(archive: str | Path, directory: str | Path) -> Path:
         ConfigError: the destination exists and is not empty.
     """
     source, folder = Path(archive), Path(directory)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ConfigError(f"{folder} exists and is not an empty folder; unpack into a new one")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        staging.chmod(0o755)
+    with staged_folder(folder, "unpack") as staging:
         try:
             with tarfile.open(source, "r:*") as tar:
                 members = tar.getmembers()
@@ -114,12 +107,6 @@ def unpack_bundle(archive: str | Path, directory: str | Path) -> Path:
             ) from err
         if not (staging / MANIFEST_NAME).is_file():
             raise BundleError(f"the archive {source} holds no {MANIFEST_NAME}; it is not a bundle")
-        if folder.exists():
-            folder.rmdir()
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from searchtuner.artifacts.digests import sha256_file
+from searchtuner.artifacts.digests import sha256_file, staged_folder
 from searchtuner.artifacts.errors import BundleError
 from searchtuner.artifacts.manifest import (
     FORMAT_VERSION,
@@ -93,14 +91,7 @@ def save_bundle(
     _check_bundleable(model)
     info = ModelCardInfo.coerce(card)
     folder = Path(directory)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ConfigError(
-            f"{folder} exists and is not an empty folder; save the bundle to a new folder"
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        staging.chmod(0o755)
+    with staged_folder(folder, "save the bundle") as staging:
         versions = library_versions()
         if model.spec.modality == "text":
             _write_text_model(model, staging, versions)
@@ -124,12 +115,6 @@ def save_bundle(
             card=info.to_dict(),
         )
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        if folder.exists():
-            folder.rmdir()
-        staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 
