@@ -245,7 +245,7 @@ def _load_text_model(folder: Path, spec: ModelSpec) -> EmbeddingModel:
             f"{folder / HEAD_FILE} holds {sorted(head)}, but the model's head needs {expected}; "
             "the bundle is inconsistent, save it again"
         )
-    _load_state(model, head, strict=False, source=folder / HEAD_FILE)
+    load_state_checked(model, head, strict=False, source=folder / HEAD_FILE)
     return model
 
 
@@ -268,7 +268,7 @@ def _load_registry_model(folder: Path, spec: ModelSpec) -> EmbeddingModel:
         pretrained=False,
         **options,
     )
-    _load_state(model, _read_safetensors(folder / WEIGHTS_FILE), strict=True, source=folder)
+    load_state_checked(model, _read_safetensors(folder / WEIGHTS_FILE), strict=True, source=folder)
     return model
 
 
@@ -279,13 +279,19 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         raise BundleError(f"cannot read the weights {path}: {err}") from err
 
 
-def _load_state(
-    model: EmbeddingModel, state: dict[str, Tensor], *, strict: bool, source: Path
+def load_state_checked(
+    model: EmbeddingModel,
+    state: dict[str, Tensor],
+    *,
+    strict: bool,
+    source: str | Path,
+    error: type[BundleError] = BundleError,
 ) -> None:
+    """Load weights, turning a mismatch with the model's spec into ``error``."""
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as err:  # missing/unexpected keys or shape mismatches
-        raise BundleError(
+        raise error(
             f"the weights in {source} do not fit the model its spec describes: {err}"
         ) from err
 

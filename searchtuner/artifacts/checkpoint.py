@@ -27,6 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from searchtuner.artifacts.bundle import load_state_checked
 from searchtuner.artifacts.errors import CheckpointError
 from searchtuner.artifacts.model_card import json_plain as _plain
 from searchtuner.device import resolve_device
@@ -120,12 +121,9 @@ def load_model_checkpoint(
         metadata, state = _read(path, where)
     spec, info = _parse_metadata(metadata, where)
     model = _rebuild(spec, where)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # missing/unexpected keys or shape mismatches
-        raise CheckpointError(
-            f"the weights in the checkpoint {where} do not fit the model its spec describes: {err}"
-        ) from err
+    load_state_checked(
+        model, state, strict=True, source=f"the checkpoint {where}", error=CheckpointError
+    )
     return model.to(resolve_device(device)).eval(), info
 
 
