@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from docarray import DocList
-from jina import Executor, requests
+from jina import requests
 
 from searchtuner.artifacts import ModelHandle, publish_checkpoint
 from searchtuner.store import InvalidKeyError, NotFound, OwnerStore, open_store, validate_key
@@ -18,13 +18,15 @@ from searchtuner.store import InvalidKeyError, NotFound, OwnerStore, open_store,
 try:
     from executors.common.errors import InvalidRequest
     from executors.common.schemas import PublishRequest, PublishResponse
+    from executors.common.service import ServiceExecutor, store_uri_or_default
 except ModuleNotFoundError:  # jina imports this file by path (py_modules), maybe from elsewhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from executors.common.errors import InvalidRequest
     from executors.common.schemas import PublishRequest, PublishResponse
+    from executors.common.service import ServiceExecutor, store_uri_or_default
 
 
-class Publisher(Executor):
+class Publisher(ServiceExecutor):
     """Publishes checkpoints from the artifact store as content-addressed model bundles.
 
     Args:
@@ -37,13 +39,13 @@ class Publisher(Executor):
 
     def __init__(
         self,
-        store_uri: str = "file://./searchtuner-data",
+        store_uri: str = "",
         prefix: str = "models",
         onnx: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.store = open_store(store_uri)
+        self.store = open_store(store_uri_or_default(store_uri))
         self.prefix = prefix
         self.onnx = onnx
 

@@ -1,7 +1,12 @@
 """Check a training set (and optionally its eval set) before training, in one streaming pass.
 
-Memory grows with the number of distinct labels and a 16-byte hash per item, not with the
-items' contents: images are read and decoded one at a time.
+Memory grows with the number of distinct labels and 28 bytes per item (a 16-byte content
+hash, its row and its label id, in compact arrays: see :class:`_DigestIndex`), not with the
+items' contents: images are read and decoded one at a time. Duplicates are found by sorting
+those hashes once the data has been read.
+
+:class:`StreamingValidator` checks data that arrives in batches (an upload) and reports what
+:func:`validate` would report for all of it in one piece.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ import hashlib
 import io
 import json
 import struct
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -28,11 +34,21 @@ from searchtuner.data.readers import (
     MULTIPLE_CONTENT,
     Record,
     Source,
+    _Builder,
     describe_source,
     iter_records,
     row_unit,
 )
-from searchtuner.data.schemas import DataKind, PairDoc, doc_modalities, kind_of, parse_kind
+from searchtuner.data.schemas import (
+    SCHEMAS,
+    DataKind,
+    LabeledDoc,
+    PairDoc,
+    UnlabeledDoc,
+    doc_modalities,
+    kind_of,
+    parse_kind,
+)
 from searchtuner.errors import ConfigError, DataError
 
 MAX_ROWS = 10
@@ -338,6 +354,60 @@ class _Stats:
     kind: DataKind | None = None
 
 
+class _DigestIndex:
+    """The content digests of one data set's well-formed items, in scan order.
+
+    Duplicates are found once the scan is over, by sorting (:func:`_repeats`), so that memory
+    per item stays small instead of a dict entry per item (over 100 bytes): 28 bytes per item
+    (a 16-byte digest, an 8-byte row number and a 4-byte label id) in compact growing buffers,
+    plus about as much again, briefly, while the repeats are computed.
+    """
+
+    def __init__(self) -> None:
+        self.digests = bytearray()
+        self.rows = array("q")
+        self.labels = array("i")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, digest: bytes, row: int, label_id: int) -> None:
+        self.digests += digest
+        self.rows.append(row)
+        self.labels.append(label_id)
+
+    def extend(self, digests: bytes, rows: Iterable[int], label_ids: Iterable[int]) -> None:
+        self.digests += digests
+        self.rows.extend(rows)
+        self.labels.extend(label_ids)
+
+    def keys(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """The digests as two native uint64 columns (high and low halves), copied."""
+        view = np.frombuffer(self.digests, dtype=">u8")
+        try:
+            return view[0::2].astype(np.uint64), view[1::2].astype(np.uint64)
+        finally:
+            del view  # while a view exists the buffer cannot grow: release it at once
+
+
+def _first_of_group(high: np.ndarray[Any, Any], low: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """For each element, the index of the first element (in input order) with the same key."""
+    n = len(high)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((low, high))  # stable: equal keys keep their input order
+    sorted_high, sorted_low = high[order], low[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (sorted_high[1:] != sorted_high[:-1]) | (sorted_low[1:] != sorted_low[:-1])
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    first = np.empty(n, dtype=np.int64)
+    first[order] = order[group_start]
+    return first
+
+
+_Event = tuple[int, int, tuple[str, str], _Tally]
+
+
 class _Scanner:
     """Per-item checks, shared by the training and the eval scan."""
 
@@ -347,54 +417,163 @@ class _Scanner:
         self.check_images = check_images
         self.tallies: dict[tuple[str, str], _Tally] = {}
         self.tensor_shape: tuple[tuple[int, ...], str, int] | None = None  # shape, data, row
-        self.train_seen: dict[bytes, tuple[int, int]] = {}
         self.label_ids: dict[str, int] = {}
+        self.label_names: list[str] = []
 
     def tally(self, code: str, data: str) -> _Tally:
         return self.tallies.setdefault((code, data), _Tally())
 
-    def scan(self, records: Iterable[Record], stats: _Stats, data: str) -> None:
-        seen: dict[bytes, tuple[int, int]] = {}  # content hash -> (first row, label id)
-        unit = row_unit(stats.source)
-        for record in records:
+    def label_id(self, label: str | None) -> int:
+        if label is None:
+            return -1
+        found = self.label_ids.get(label)
+        if found is None:
+            found = self.label_ids[label] = len(self.label_names)
+            self.label_names.append(label)
+        return found
+
+    def feed(self, record: Record, stats: _Stats, data: str, index: _DigestIndex) -> None:
+        """Check one record; its content digest goes to ``index`` for the repeat checks."""
+        doc = record.doc
+        if doc is None:
             stats.n_items += 1
-            if record.doc is None:
-                for err in record.errors:
-                    self.tally(err.code, data).add(record.row, str(err))
-                continue
-            doc = record.doc
-            stats.kind = stats.kind or kind_of(doc)
-            row = record.row
-            where = f"{stats.source} {unit} {row}"
-            for modality in sorted(m.value for m in doc_modalities(doc)):
-                stats.modalities[modality] += 1
-                rows = stats.modality_rows.setdefault(modality, [])
-                if len(rows) < MAX_ROWS:
-                    rows.append(row)
-            label: str | None = getattr(doc, "label", None)
-            label_id = -1
-            if label is not None:
-                stats.labels[label] += 1
-                stats.first_row.setdefault(label, row)
-                label_id = self.label_ids.setdefault(label, len(self.label_ids))
-            digest = self._check_item(doc, row, where, data)
-            if digest in seen:
-                first, first_label = seen[digest]
-                if first_label != label_id:
-                    self.tally("conflicting_labels", data).add(
-                        row, f"{where} repeats {unit} {first} with another label ({label!r})"
-                    )
-                else:
-                    self.tally("duplicate", data).add(row, f"{where} repeats {unit} {first}")
-            else:
-                seen[digest] = (row, label_id)
-            if data == "eval" and digest in self.train_seen:
-                train_row = self.train_seen[digest][0]
-                self.tally("train_eval_overlap", data).add(
-                    row, f"{where} is also training {unit} {train_row}"
-                )
-        if data == "train":
-            self.train_seen = seen
+            for err in record.errors:
+                self.tally(err.code, data).add(record.row, str(err))
+            return
+        if type(doc) in _TEXT_FIELDS and self._feed_text(doc, record.row, stats, index):
+            return
+        stats.n_items += 1
+        stats.kind = stats.kind or kind_of(doc)
+        row = record.row
+        where = f"{stats.source} {row_unit(stats.source)} {row}"
+        for modality in sorted(m.value for m in doc_modalities(doc)):
+            stats.modalities[modality] += 1
+            rows = stats.modality_rows.setdefault(modality, [])
+            if len(rows) < MAX_ROWS:
+                rows.append(row)
+        label: str | None = getattr(doc, "label", None)
+        if label is not None:
+            stats.labels[label] += 1
+            stats.first_row.setdefault(label, row)
+        index.add(self._check_item(doc, row, where, data), row, self.label_id(label))
+
+    def _feed_text(self, doc: BaseDoc, row: int, stats: _Stats, index: _DigestIndex) -> bool:
+        """The fast path of :meth:`feed` for a document holding only texts within the limit.
+
+        It gives the same counts and digest as the general path, which handles every other
+        document (and this one too, when it returns False without having changed anything).
+        """
+        fields = doc.__dict__
+        names = _TEXT_FIELDS[type(doc)]
+        if len(names) == 1 and not (
+            fields["image"] is None and fields["uri"] is None and fields["tensor"] is None
+        ):
+            return False
+        parts = [_TYPE_NAMES[type(doc)]]
+        for name in names:
+            text = fields[name]
+            if type(text) is not str or len(text) > self.max_text_chars:
+                return False
+            content = text.encode("utf-8", errors="surrogatepass")
+            parts += (_NAME_BYTES[name], _LENGTH.pack(len(content)), content)
+        stats.n_items += 1
+        stats.kind = stats.kind or kind_of(doc)
+        stats.modalities["text"] += 1
+        rows = stats.modality_rows.setdefault("text", [])
+        if len(rows) < MAX_ROWS:
+            rows.append(row)
+        label: str | None = fields.get("label")
+        if label is not None:
+            stats.labels[label] += 1
+            if label not in stats.first_row:
+                stats.first_row[label] = row
+        digest = hashlib.blake2b(b"".join(parts), digest_size=16).digest()
+        index.add(digest, row, self.label_id(label))
+        return True
+
+    def repeats(
+        self,
+        index: _DigestIndex,
+        stats: _Stats,
+        data: str,
+        train: tuple[_DigestIndex, _Stats] | None = None,
+    ) -> list[tuple[tuple[str, str], _Tally]]:
+        """The duplicate, conflicting-label and (for eval) train-overlap tallies of a scan.
+
+        They are computed from ``index`` by sorting, and returned in the order in which a
+        row-by-row scan would first have met them, so that reports list findings in the same
+        order whether the data came in one piece or in batches.
+
+        Args:
+            index: the digests of the scanned data set.
+            stats: what the scan learned about it (for the source name).
+            data: ``"train"`` or ``"eval"``.
+            train: for eval data, the training data's digests and stats.
+        """
+        unit = row_unit(stats.source)
+        high, low = index.keys()
+        rows = np.frombuffer(index.rows, dtype=np.int64)
+        labels = np.frombuffer(index.labels, dtype=np.int32)
+        first = _first_of_group(high, low)
+        positions = np.arange(len(rows))
+        repeated = first != positions
+        conflicting = repeated & (labels[first] != labels)
+        events: list[_Event] = []
+
+        def event(
+            mask: np.ndarray[Any, Any], code: str, rank: int, example: Callable[[int], str]
+        ) -> None:
+            hits = np.flatnonzero(mask)
+            if len(hits) == 0:
+                return
+            tally = _Tally(count=len(hits))
+            tally.rows = [int(rows[i]) for i in hits[:MAX_ROWS]]
+            tally.examples = [example(int(i)) for i in hits[:MAX_EXAMPLES]]
+            events.append((int(hits[0]), rank, (code, data), tally))
+
+        def where(i: int) -> str:
+            return f"{stats.source} {unit} {int(rows[i])}"
+
+        def label_of(i: int) -> str | None:
+            return None if labels[i] < 0 else self.label_names[labels[i]]
+
+        event(
+            conflicting,
+            "conflicting_labels",
+            0,
+            lambda i: (
+                f"{where(i)} repeats {unit} {int(rows[first[i]])} with another label "
+                f"({label_of(i)!r})"
+            ),
+        )
+        event(
+            repeated & ~conflicting,
+            "duplicate",
+            0,
+            lambda i: f"{where(i)} repeats {unit} {int(rows[first[i]])}",
+        )
+        if train is not None:
+            train_index, train_stats = train
+            train_unit = row_unit(train_stats.source)
+            train_high, train_low = train_index.keys()
+            train_rows = np.frombuffer(train_index.rows, dtype=np.int64)
+            # Eval items after the training items: an eval item's group starts with a
+            # training item exactly when its content also occurs in the training data.
+            joint = _first_of_group(
+                np.concatenate([train_high, high]), np.concatenate([train_low, low])
+            )
+            in_train = joint[len(train_rows) :]
+            overlap = in_train < len(train_rows)
+            event(
+                overlap,
+                "train_eval_overlap",
+                1,
+                lambda i: (
+                    f"{where(i)} is also training {train_unit} {int(train_rows[in_train[i]])}"
+                ),
+            )
+        events.sort(key=lambda e: (e[0], e[1]))
+        return [(key, tally) for _, _, key, tally in events]
 
     def _check_item(self, doc: BaseDoc, row: int, where: str, data: str) -> bytes:
         """Check one well-formed document; return the hash of its content."""
@@ -497,8 +676,46 @@ class _Scanner:
 def _update(digest: hashlib.blake2b, name: str, content: bytes) -> None:
     # Length-prefixing each part keeps ("ab", "c") and ("a", "bc") apart.
     digest.update(name.encode())
-    digest.update(struct.pack("<Q", len(content)))
+    digest.update(_LENGTH.pack(len(content)))
     digest.update(content)
+
+
+_LENGTH = struct.Struct("<Q")
+# The schemas whose documents can be text-only, and their text fields, in the order the
+# general path hashes them (text, query, document).
+_TEXT_FIELDS: dict[type[BaseDoc], tuple[str, ...]] = {
+    LabeledDoc: ("text",),
+    UnlabeledDoc: ("text",),
+    PairDoc: ("query", "document"),
+}
+_TYPE_NAMES = {schema: schema.__name__.encode() for schema in _TEXT_FIELDS}
+_NAME_BYTES = {name: name.encode() for name in ("text", "query", "document")}
+
+
+def _is_clean_text(doc: BaseDoc) -> bool:
+    """Whether a LabeledDoc/UnlabeledDoc/PairDoc holds only non-blank texts (and a label).
+
+    Such a document passes every row-level check of the readers, so it needs none of their
+    (slower, general) work.
+    """
+    fields = doc.__dict__
+    if type(doc) is PairDoc:
+        query, document = fields["query"], fields["document"]
+        return (
+            type(query) is str
+            and type(document) is str
+            and bool(query.strip())
+            and bool(document.strip())
+        )
+    text = fields["text"]
+    if type(text) is not str or not text.strip():
+        return False
+    if fields["image"] is not None or fields["uri"] is not None or fields["tensor"] is not None:
+        return False
+    if type(doc) is LabeledDoc:
+        label = fields["label"]
+        return type(label) is str and bool(label.strip())
+    return True
 
 
 def _decode_problem(content: bytes) -> str | None:
@@ -508,6 +725,10 @@ def _decode_problem(content: bytes) -> str | None:
             image.load()
     except Image.DecompressionBombError as err:
         return f"too many pixels ({err})"
+    except Image.UnidentifiedImageError:
+        # PIL's own message names the in-memory file object by its address, which would make
+        # two reports of the same data differ.
+        return "not an image file PIL can identify (PNG, JPEG, WebP, ...)"
     # PIL signals broken files with any of these, depending on the format and the damage.
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as err:
         return str(err) or type(err).__name__
@@ -542,17 +763,190 @@ def validate(
         DataError: a file is missing or its header does not fit the kind.
     """
     data_kind = parse_kind(kind)
-    for name, limit in (("max_text_chars", max_text_chars), ("max_image_bytes", max_image_bytes)):
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-            raise ConfigError(f"{name} must be a positive integer, got {limit!r}")
+    _check_limits(max_text_chars, max_image_bytes)
     scanner = _Scanner(max_text_chars, max_image_bytes, check_images)
     train = _Stats(source=describe_source(data), kind=data_kind)
-    scanner.scan(iter_records(data, data_kind), train, "train")
+    train_index = _DigestIndex()
+    for record in iter_records(data, data_kind):
+        scanner.feed(record, train, "train", train_index)
+    repeats = scanner.repeats(train_index, train, "train")
     evaluation: _Stats | None = None
     if eval_data is not None:
         evaluation = _Stats(source=describe_source(eval_data), kind=train.kind)
-        scanner.scan(iter_records(eval_data, train.kind), evaluation, "eval")
-    findings = _row_findings(scanner, train, evaluation)
+        eval_index = _DigestIndex()
+        for record in iter_records(eval_data, train.kind):
+            scanner.feed(record, evaluation, "eval", eval_index)
+        repeats += scanner.repeats(eval_index, evaluation, "eval", (train_index, train))
+    return _report([*scanner.tallies.items(), *repeats], train, evaluation)
+
+
+@dataclass
+class CheckedBatch:
+    """One batch read into records by :meth:`StreamingValidator.check`, not yet counted.
+
+    Attributes:
+        records: one record per item, numbered from ``first_row``.
+        first_row: the row number of the batch's first item.
+        docs: the documents that passed the row-level checks, in order.
+    """
+
+    records: list[Record]
+    first_row: int
+    docs: list[BaseDoc]
+    kind: DataKind | None = None
+    inferred_at: int | None = None
+
+
+class StreamingValidator:
+    """Validate a data set that arrives in batches, with memory bounded by the batch.
+
+    :meth:`report` gives what :func:`validate` gives for all the items in one piece, except
+    that rows are numbered by position in the stream from ``first_row`` (1 by default)
+    across batches. Memory grows by 28 bytes per well-formed item (see :class:`_DigestIndex`)
+    and with the number of distinct labels; a batch's items are not kept.
+
+    A batch is read in two steps so that a caller can store it in between and drop it if
+    storing fails: :meth:`check` reads the items into records (row-level checks) without
+    changing the validator; :meth:`accept` counts them in. :meth:`add` does both.
+
+    Args:
+        kind: the kind of data; inferred from the first item when ``None`` and then fixed.
+        source: the name the report and its examples give the data; a name starting with
+            ``<`` makes its rows "items".
+        first_row: the row number of the first item.
+        max_text_chars: texts longer than this are an error.
+        max_image_bytes: images larger than this are an error.
+        check_images: decode every image (and check image paths exist).
+
+    Raises:
+        ConfigError: unknown kind or a limit that is not a positive integer.
+    """
+
+    def __init__(
+        self,
+        kind: DataKind | str | None = None,
+        *,
+        source: str = "<upload>",
+        first_row: int = 1,
+        max_text_chars: int = 100_000,
+        max_image_bytes: int = 20_000_000,
+        check_images: bool = True,
+    ) -> None:
+        data_kind = parse_kind(kind)
+        _check_limits(max_text_chars, max_image_bytes)
+        self._builder = _Builder(data_kind, source)
+        self._scanner = _Scanner(max_text_chars, max_image_bytes, check_images)
+        self._stats = _Stats(source=source, kind=data_kind)
+        self._index = _DigestIndex()
+        self._next_row = first_row
+
+    @property
+    def kind(self) -> DataKind | None:
+        """The kind of data: given, or inferred from the first item (``None`` before it)."""
+        return self._builder.kind
+
+    @property
+    def n_rows(self) -> int:
+        """Items counted so far, malformed ones included."""
+        return self._stats.n_items
+
+    def check(self, items: Iterable[Any]) -> CheckedBatch:
+        """Read a batch into records without counting it (see :meth:`accept`).
+
+        Args:
+            items: documents (ours, or other schemas with fields of the same names),
+                dicts, or :class:`~searchtuner.data.readers.Record` objects (their errors
+                are kept; their row is renumbered by position).
+
+        Raises:
+            ConfigError: ``items`` is not an iterable of items.
+        """
+        if isinstance(items, str | bytes | bytearray | Mapping | BaseDoc) or not isinstance(
+            items, Iterable
+        ):
+            raise ConfigError(
+                f"a batch must be a DocList or a list of documents or dicts, got a "
+                f"{type(items).__name__}"
+            )
+        builder = self._builder
+        before = builder.kind, builder.inferred_at
+        records: list[Record] = []
+        docs: list[BaseDoc] = []
+        try:
+            for row, item in enumerate(items, start=self._next_row):
+                record = _to_record(builder, row, item)
+                records.append(record)
+                if record.doc is not None:
+                    docs.append(record.doc)
+            return CheckedBatch(records, self._next_row, docs, builder.kind, builder.inferred_at)
+        finally:
+            # The batch may never be accepted: the kind it inferred is applied by accept().
+            builder.kind, builder.inferred_at = before
+
+    def accept(self, batch: CheckedBatch) -> None:
+        """Count a checked batch into the report.
+
+        Raises:
+            ConfigError: the batch does not follow the last accepted one (check and accept
+                batches in the same order, one at a time).
+        """
+        if batch.first_row != self._next_row:
+            raise ConfigError(
+                f"batch starts at row {batch.first_row} but the next row is {self._next_row}; "
+                "accept each checked batch once, in the order they were checked"
+            )
+        self._builder.kind, self._builder.inferred_at = batch.kind, batch.inferred_at
+        stats, index, feed = self._stats, self._index, self._scanner.feed
+        for record in batch.records:
+            feed(record, stats, "train", index)
+        self._next_row += len(batch.records)
+
+    def add(self, items: Iterable[Any]) -> list[BaseDoc]:
+        """Check and accept a batch; returns its documents that passed the row-level checks."""
+        batch = self.check(items)
+        self.accept(batch)
+        return batch.docs
+
+    def report(self) -> DataReport:
+        """The report over every item accepted so far (may be called more than once)."""
+        scanner, stats = self._scanner, self._stats
+        repeats = scanner.repeats(self._index, stats, "train")
+        return _report([*scanner.tallies.items(), *repeats], stats, None)
+
+
+def _to_record(builder: _Builder, row: int, item: Any) -> Record:
+    kind = builder.kind
+    schema = type(item)
+    if (
+        kind is not None
+        and schema is SCHEMAS[kind]
+        and schema in _TEXT_FIELDS
+        and _is_clean_text(item)
+    ):
+        return Record(row, item)  # passes every row-level check: skip the general ones
+    if isinstance(item, BaseDoc):
+        return builder.from_doc(row, item)
+    if isinstance(item, Mapping):
+        return builder.from_mapping(row, item)
+    if isinstance(item, Record):
+        if item.doc is not None:
+            return builder.from_doc(row, item.doc)
+        return Record(row, None, list(item.errors))
+    message = f"item is a {type(item).__name__}; give documents (e.g. LabeledDoc) or dicts"
+    return Record(row, None, [builder.error(row, None, message)])
+
+
+def _check_limits(max_text_chars: int, max_image_bytes: int) -> None:
+    for name, limit in (("max_text_chars", max_text_chars), ("max_image_bytes", max_image_bytes)):
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+            raise ConfigError(f"{name} must be a positive integer, got {limit!r}")
+
+
+def _report(
+    tallies: list[tuple[tuple[str, str], _Tally]], train: _Stats, evaluation: _Stats | None
+) -> DataReport:
+    """The report from the tallies (in the order a row-by-row scan first met them)."""
+    findings = _row_findings(tallies, train, evaluation)
     findings += _set_findings(train, evaluation)
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
     findings.sort(key=lambda f: order[f.severity])
@@ -570,9 +964,11 @@ def validate(
     )
 
 
-def _row_findings(scanner: _Scanner, train: _Stats, evaluation: _Stats | None) -> list[Finding]:
+def _row_findings(
+    tallies: list[tuple[tuple[str, str], _Tally]], train: _Stats, evaluation: _Stats | None
+) -> list[Finding]:
     findings = []
-    for (code, data), tally in scanner.tallies.items():
+    for (code, data), tally in tallies:
         stats = evaluation if data == "eval" and evaluation is not None else train
         unit = row_unit(stats.source)
         rows = unit + ("s" if tally.count != 1 else "")

@@ -1,0 +1,132 @@
+"""Converter: checks a fine-tuning request and turns its backbone into an embedding model.
+
+The first stage of ``/runs/create``. It records the run (CREATED), checks the request
+(VALIDATING): the backbone is known, its conversion options (pooling, freezing, projection)
+build a model, the training config is valid, the datasets exist for this owner and their
+validation reports have no errors. It builds the model once to read its architecture and
+stores the summary (layers, parameter counts, what trains) with the run. Only a run that
+passes goes on to the trainer, which queues it; a request that fails gets an error saying
+what to fix, and the run is recorded as FAILED with that reason.
+"""
+
+import sys
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from docarray import DocList
+from jina import requests
+
+import searchtuner
+from searchtuner.data.stored import open_dataset
+from searchtuner.errors import SearchTunerError
+from searchtuner.runs import RunRecord, RunRegistry, RunRequest, RunState, validate_request
+from searchtuner.service.schemas import FitRequest, RunDoc
+from searchtuner.store import open_store
+
+try:
+    from executors.common.errors import InvalidRequest
+    from executors.common.runs import run_doc
+    from executors.common.service import ServiceExecutor, owner_of, store_uri_or_default
+except ModuleNotFoundError:  # jina imports this file by path (py_modules), maybe from elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from executors.common.errors import InvalidRequest
+    from executors.common.runs import run_doc
+    from executors.common.service import ServiceExecutor, owner_of, store_uri_or_default
+
+
+class Converter(ServiceExecutor):
+    """Validates fine-tuning requests and converts their backbones (``/runs/create``).
+
+    Args:
+        store_uri: the artifact store; default ``SEARCHTUNER_STORE`` or ``./searchtuner-data``.
+        cache_size: how many converted models' summaries to keep, keyed by backbone and
+            options (building MiniLM takes about a second).
+        **kwargs: passed to :class:`jina.Executor`.
+    """
+
+    def __init__(self, store_uri: str = "", cache_size: int = 8, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = open_store(store_uri_or_default(store_uri))
+        self.registry = RunRegistry(self.store)
+        self.cache_size = cache_size
+        self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    @requests(on="/runs/create")
+    def create(
+        self, docs: DocList[FitRequest], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[RunDoc]:
+        """Record and validate each request; answer with the runs in state VALIDATING.
+
+        Raises:
+            InvalidRequest: the request cannot run; the message says what to fix. The run
+                is then stored as FAILED with the same reason.
+        """
+        owner = owner_of(parameters)
+        if not len(docs):
+            raise InvalidRequest("/runs/create got no documents: send one FitRequest per run")
+        return DocList[RunDoc]([run_doc(self._create(owner, doc)) for doc in docs])
+
+    def _create(self, owner: str, doc: FitRequest) -> RunRecord:
+        try:
+            request = RunRequest(
+                model=doc.model,
+                model_options=doc.model_options,
+                train_data=doc.train_data,
+                eval_data=doc.eval_data or None,
+                config=doc.config,
+                name=doc.name or None,
+                onnx=doc.onnx,
+                checkpoint_every_steps=doc.checkpoint_every_steps or None,
+            )
+        except SearchTunerError as err:  # nothing recorded: there is no valid request to keep
+            raise InvalidRequest(f"the fit request is invalid: {err}") from err
+        record = self.registry.create(owner, request)
+        record = self.registry.transition(owner, record.run_id, RunState.VALIDATING)
+        namespace = self.store.for_owner(owner)
+        try:
+            summary = validate_request(request, namespace)
+            for handle in filter(None, (request.train_data, request.eval_data)):
+                report = open_dataset(namespace, handle).info.report
+                if not report.ok:
+                    problems = "; ".join(finding.message for finding in report.errors[:3])
+                    raise InvalidRequest(
+                        f"dataset {handle} has errors ({problems}); fix the data and upload "
+                        "it again"
+                    )
+            summary["conversion"] = self._convert(request)
+        except SearchTunerError as err:
+            reason = str(err)
+            self.registry.transition(owner, record.run_id, RunState.FAILED, reason=reason)
+            raise InvalidRequest(f"run {record.run_id} cannot start: {reason}") from err
+        return self.registry.update(owner, record.run_id, summary=summary)
+
+    def _convert(self, request: RunRequest) -> dict[str, Any]:
+        """Build the embedding model once and describe it (cached by backbone and options)."""
+        key = repr((request.model, sorted(request.model_options.items())))
+        with self._cache_lock:
+            if key in self._summaries:
+                self._summaries.move_to_end(key)
+                return self._summaries[key]
+        model = searchtuner.build_model(request.model, **request.model_options)
+        summary = model.summary()
+        described = {
+            "backbone": summary.backbone,
+            "modality": summary.modality,
+            "embedding_dim": summary.embedding_dim,
+            "total_params": summary.total_params,
+            "trainable_params": summary.trainable_params,
+            "table": str(summary),
+        }
+        with self._cache_lock:
+            self._summaries[key] = described
+            while len(self._summaries) > self.cache_size:
+                self._summaries.popitem(last=False)
+        return described
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+        super().close()

@@ -1,0 +1,145 @@
+"""Ingest: datasets streamed in as batches of documents, written to the store as they arrive.
+
+An upload is three calls: ``/datasets/begin`` opens it (kind and name), any number of
+``/datasets/append`` requests each carry one batch (their documents are validated and written
+as one shard at once, so memory is bounded by the request, not the dataset), and
+``/datasets/commit`` writes the manifest and answers with the dataset handle and the
+validation report. A plain jina client streams the appends with ``Client.post(...,
+request_size=N)``. The handle can be given to any number of runs.
+"""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from docarray import DocList
+from jina import requests
+
+from searchtuner.data.stored import DatasetInfo, UploadSession, list_datasets
+from searchtuner.service.schemas import (
+    DatasetDoc,
+    Empty,
+    IngestDoc,
+    UploadRequest,
+    UploadStatus,
+)
+from searchtuner.store import open_store
+
+try:
+    from executors.common.errors import InvalidRequest
+    from executors.common.service import ServiceExecutor, owner_of, store_uri_or_default
+except ModuleNotFoundError:  # jina imports this file by path (py_modules), maybe from elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from executors.common.errors import InvalidRequest
+    from executors.common.service import ServiceExecutor, owner_of, store_uri_or_default
+
+_FIELDS = ("text", "image", "tensor", "label", "query", "document")
+
+
+class Ingest(ServiceExecutor):
+    """Receives dataset uploads and stores them as validated, content-addressed datasets.
+
+    Args:
+        store_uri: the artifact store (``file:///dir`` or ``s3://bucket/prefix``); default
+            ``SEARCHTUNER_STORE`` or ``./searchtuner-data``.
+        upload_idle_timeout: seconds after which an upload nobody appends to is dropped.
+        max_open_uploads: how many uploads may be open at once.
+        **kwargs: passed to :class:`jina.Executor`.
+    """
+
+    def __init__(
+        self,
+        store_uri: str = "",
+        upload_idle_timeout: float = 3600.0,
+        max_open_uploads: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.store = open_store(store_uri_or_default(store_uri))
+        self.uploads = UploadSession(idle_timeout_s=upload_idle_timeout, max_open=max_open_uploads)
+
+    @requests(on="/datasets/begin")
+    def begin(
+        self, docs: DocList[UploadRequest], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[UploadStatus]:
+        """Open an upload; the answer's ``upload_id`` goes into every append's parameters."""
+        owner = owner_of(parameters)
+        request = docs[0] if len(docs) else UploadRequest()
+        kind = request.kind or parameters.get("kind") or None
+        name = request.name or parameters.get("name") or None
+        upload_id = self.uploads.begin(self.store.for_owner(owner), kind=kind, name=name)
+        return DocList[UploadStatus]([UploadStatus(upload_id=upload_id, received=0)])
+
+    @requests(on="/datasets/append")
+    def append(
+        self, docs: DocList[IngestDoc], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[UploadStatus]:
+        """Validate and store one batch of the upload named by ``parameters['upload_id']``."""
+        owner = owner_of(parameters)
+        upload_id = _upload_id(parameters.get("upload_id"), "/datasets/append")
+        items = [_as_item(doc, offset) for offset, doc in enumerate(docs)]
+        received = self.uploads.add(self.store.for_owner(owner), upload_id, items)
+        return DocList[UploadStatus]([UploadStatus(upload_id=upload_id, received=received)])
+
+    @requests(on="/datasets/commit")
+    def commit(
+        self, docs: DocList[UploadRequest], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[DatasetDoc]:
+        """Finish the upload: write its manifest; answer with the handle and the report."""
+        owner = owner_of(parameters)
+        given = docs[0].upload_id if len(docs) else ""
+        upload_id = _upload_id(given or parameters.get("upload_id"), "/datasets/commit")
+        info = self.uploads.commit(self.store.for_owner(owner), upload_id)
+        return DocList[DatasetDoc]([dataset_doc(info)])
+
+    @requests(on="/datasets/list")
+    def list(
+        self, docs: DocList[Empty], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[DatasetDoc]:
+        """The owner's datasets, newest first."""
+        owner = owner_of(parameters)
+        infos = reversed(list_datasets(self.store.for_owner(owner)))
+        return DocList[DatasetDoc]([dataset_doc(info) for info in infos])
+
+    def close(self) -> None:
+        """Abort open uploads (their clients must upload again) and release the store."""
+        self.uploads.abort_all()
+        self.store.close()
+        super().close()
+
+
+def dataset_doc(info: DatasetInfo) -> DatasetDoc:
+    """The wire form of a stored dataset's info."""
+    return DatasetDoc(
+        handle=info.handle,
+        name=info.name or "",
+        kind=str(info.kind or ""),
+        n_items=info.n_items,
+        created_at=info.created_at,
+        ok=info.report.ok,
+        report=info.report.to_dict(),
+        report_text=str(info.report),
+    )
+
+
+def _upload_id(value: object, endpoint: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(
+            f"{endpoint} needs parameters={{'upload_id': ...}}: the id that /datasets/begin "
+            "returned"
+        )
+    return value
+
+
+def _as_item(doc: IngestDoc, offset: int) -> dict[str, Any]:
+    """The set fields of an uploaded document, as the dataset readers take them."""
+    if doc.uri is not None:
+        raise InvalidRequest(
+            f"document {offset} of the batch has a 'uri' ({doc.uri!r}): the service never "
+            "reads files by path; send the file's bytes in 'image' instead"
+        )
+    item: dict[str, Any] = {name: getattr(doc, name) for name in _FIELDS}
+    item = {name: value for name, value in item.items() if value is not None}
+    if doc.tags:
+        item["tags"] = doc.tags
+    return item

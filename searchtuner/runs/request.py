@@ -1,0 +1,253 @@
+"""RunRequest: what a user asks a service run to do, and the checks made before it is queued."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from searchtuner.device import resolve_device
+from searchtuner.errors import ConfigError, invalid_choice
+from searchtuner.models.build import build_model
+from searchtuner.models.registry import REGISTRY
+from searchtuner.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from searchtuner.data.stored import StoredDataset
+    from searchtuner.store.base import Store
+
+SERVICE_MANAGED_CONFIG = ("checkpoint_dir", "checkpoint_every_steps")
+"""TrainConfig fields the service sets itself; a request may not set them in ``config``."""
+
+MODEL_OPTIONS = tuple(
+    name for name in inspect.signature(build_model).parameters if name not in ("backbone", "device")
+)
+"""Keys allowed in ``RunRequest.model_options``: keyword arguments of ``build_model``.
+
+``device`` is left out: it is a training parameter (``config["device"]``), so that the model
+and the training loop cannot disagree about it.
+"""
+
+_ORGANISATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+class RunRequest(BaseModel):
+    """A fine-tuning run as a user asks for it: a backbone, data handles and parameters.
+
+    Only JSON values are accepted, so a request can be stored, shown and replayed as is. Any
+    problem raises :class:`~searchtuner.errors.ConfigError` naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        min_length=1, max_length=200, description="a registered backbone, e.g. all-MiniLM-L6-v2"
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of build_model: pooling, freeze, output_dim, ...",
+    )
+    train_data: str = Field(min_length=1, description="handle of an uploaded dataset")
+    eval_data: str | None = Field(None, min_length=1, description="handle of an eval dataset")
+    config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields")
+    name: str | None = Field(None, max_length=200, description="a name to show in listings")
+    onnx: bool = Field(True, description="put model.onnx into the published bundle")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="save a resumable checkpoint every N steps (default: 4 per epoch)"
+    )
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(describe_request_error(err)) from err
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunRequest:
+        """Build from untyped JSON (an HTTP body, a Jina ``parameters`` dict).
+
+        Raises:
+            ConfigError: not an object, or a field is missing, unknown or invalid.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"a run request must be a JSON object with fields {', '.join(cls.model_fields)}, "
+                f"got {type(data).__name__}"
+            )
+        return cls(**data)
+
+    @field_validator("model_options")
+    @classmethod
+    def _check_model_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(MODEL_OPTIONS))
+        if unknown:
+            hint = " (set device in config)" if "device" in unknown else ""
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)}{hint}; allowed: {', '.join(MODEL_OPTIONS)}"
+            )
+        _check_json(value, "model_options")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _check_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        managed = sorted(set(value) & set(SERVICE_MANAGED_CONFIG))
+        if managed:
+            raise ValueError(
+                f"{', '.join(managed)} is set by the service, which keeps checkpoints in the "
+                "artifact store; remove it (use the request's checkpoint_every_steps instead)"
+            )
+        _check_json(value, "config")
+        return value
+
+    def train_config(self) -> TrainConfig:
+        """The validated training parameters.
+
+        Raises:
+            ConfigError: an unknown field or a bad value; the message names it.
+        """
+        return TrainConfig.from_dict(self.config)
+
+
+def describe_request_error(err: ValidationError) -> str:
+    """One clause per bad field of a request: which field, what is wrong, what is allowed."""
+    problems = []
+    for problem in err.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "request"
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown field; allowed: {', '.join(RunRequest.model_fields)}"
+        elif problem["type"] == "missing":
+            message = "required"
+        problems.append(f"{where}: {message}")
+    return "invalid run request: " + "; ".join(problems)
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Refuse anything but JSON values (finite numbers, strings, bools, None, lists, dicts)."""
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} is {value}; use a finite number")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where} has the key {key!r}; keys must be strings")
+            _check_json(item, f"{where}.{key}")
+        return
+    raise ValueError(
+        f"{where} is a {type(value).__name__}; only JSON values (numbers, strings, booleans, "
+        "null, lists, objects) are accepted"
+    )
+
+
+def registered_model_name(model: str) -> str:
+    """The registry's spelling of a backbone name; a service run accepts nothing else.
+
+    Names match case-insensitively, with or without an organisation prefix
+    (``sentence-transformers/all-MiniLM-L6-v2``). Filesystem paths are refused: a run must
+    never make the service read its own files.
+
+    Raises:
+        ConfigError: a path, or a name that is not registered; the message lists the names.
+    """
+    names = list(REGISTRY)
+    parts = model.split("/")
+    organisation_ok = len(parts) == 1 or (len(parts) == 2 and _ORGANISATION.fullmatch(parts[0]))
+    if organisation_ok:
+        for name in names:
+            if name.lower() == parts[-1].lower():
+                return name
+    if "\\" in model or model.startswith((".", "~", "/")) or not organisation_ok:
+        raise ConfigError(
+            f"model {model!r} looks like a file path; the service builds only registered "
+            f"backbones (it never reads files on the server). Allowed: {', '.join(names)}"
+        )
+    raise invalid_choice("model", model, names)
+
+
+def open_request_dataset(
+    owner_store: Store, handle: str, what: str = "train_data"
+) -> StoredDataset:
+    """Open one of the request's datasets, turning 'not found' into a request error.
+
+    Raises:
+        ConfigError: no such dataset for this owner, or its validation report has errors.
+    """
+    from searchtuner.data.stored import DatasetNotFound, open_dataset
+
+    try:
+        dataset = open_dataset(owner_store, handle)
+    except DatasetNotFound as err:
+        raise ConfigError(
+            f"dataset {handle} not found (the request's {what}); upload it first with "
+            "POST /datasets or searchtuner.Client.upload"
+        ) from err
+    info = dataset.info
+    if not info.ok:
+        problems = "; ".join(f"[{f.code}] {f.message}" for f in info.report.errors)
+        raise ConfigError(
+            f"dataset {handle} (the request's {what}) cannot be trained on, its validation "
+            f"report has errors: "
+            f"{problems}; fix the data and upload it again"
+        )
+    return dataset
+
+
+def validate_request(
+    request: RunRequest, owner_store: Store, *, build: bool = True
+) -> dict[str, Any]:
+    """Check everything about a request that can be checked before a worker starts.
+
+    Args:
+        request: the request.
+        owner_store: the owner's view of the store (``store.for_owner(owner)``).
+        build: also build the model architecture without pretrained weights, which catches
+            options that do not fit the backbone (e.g. ``mlp`` without ``input_dim``) in well
+            under a second.
+
+    Returns:
+        A summary: ``{"model", "train_items", "eval_items", "kind", ...}``; with ``build``
+        also ``embedding_dim`` and ``parameters``/``trainable_parameters``.
+
+    Raises:
+        ConfigError: the first problem found (model name, options, training parameters,
+            device, datasets); the message says what to change.
+    """
+    model = registered_model_name(request.model)
+    config = request.train_config()
+    resolve_device(config.device)  # CUDA asked for where there is none: say so now
+    summary: dict[str, Any] = {"model": model}
+    if build:
+        options = {**request.model_options, "pretrained": False}
+        try:
+            built = build_model(model, **options)
+        except ConfigError as err:
+            raise ConfigError(f"model_options do not fit {model}: {err}") from err
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"model_options do not fit {model}: {err}; see searchtuner.build_model for "
+                "the type of each option"
+            ) from err
+        summary["embedding_dim"] = built.spec.embedding_dim
+        summary["parameters"] = sum(p.numel() for p in built.parameters())
+        summary["trainable_parameters"] = sum(
+            p.numel() for p in built.parameters() if p.requires_grad
+        )
+    train = open_request_dataset(owner_store, request.train_data, "train_data")
+    summary["train_items"] = train.info.n_items
+    summary["kind"] = None if train.info.kind is None else train.info.kind.value
+    summary["eval_items"] = None
+    if request.eval_data is not None:
+        evaluation = open_request_dataset(owner_store, request.eval_data, "eval_data")
+        summary["eval_items"] = evaluation.info.n_items
+    return summary

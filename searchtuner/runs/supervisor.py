@@ -1,0 +1,463 @@
+"""RunSupervisor: launches a worker process per run, watches it, resumes or ends the run.
+
+It lives inside a long-running service process (the trainer executor). All of its work
+happens on one background thread; the public methods may be called from any thread.
+
+Each worker runs in a process group of its own (``start_new_session``), so cancelling a run
+signals the worker and everything it started (data-loader processes, torchrun ranks), and a
+crash of the worker cannot take the service down with it. A worker that dies without
+finishing (killed, out of memory) is launched again and resumes from its last checkpoint, up
+to ``max_attempts`` crashes. Stopping the supervisor stops its workers but leaves their runs
+live in the store, and the next supervisor to start resumes them.
+
+Run one supervisor per store: a second one would resume the same runs on start-up. Create
+and start it in the process that keeps it (for a Jina executor: in ``__init__``, which runs in
+the forked executor process), since its thread does not survive a fork; call :meth:`stop` when
+that process shuts down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import searchtuner
+from searchtuner.errors import ConfigError, SearchTunerError
+from searchtuner.runs.errors import RunNotFound
+from searchtuner.runs.records import RunRecord, parse_time
+from searchtuner.runs.registry import RunRegistry
+from searchtuner.runs.states import WORKER_STATES, RunState
+from searchtuner.store.base import Store
+from searchtuner.store.factory import open_store
+
+logger = logging.getLogger("searchtuner.runs.supervisor")
+
+STALE_VALIDATION_SECONDS = 60.0
+"""A run still CREATED/VALIDATING this long after its last update when a supervisor starts
+was being validated by a service that died."""
+CANCEL_EXTRA_WAIT = 5.0
+"""Seconds ``cancel`` waits beyond ``cancel_grace`` for a killed worker to be reaped."""
+LOG_TAIL_CHARS = 4000
+"""How much of a crashed worker's output goes into the run's log."""
+CANCELLED_BY_USER = "cancelled by the user"
+
+
+@dataclass
+class _Worker:
+    """A worker process this supervisor started."""
+
+    owner: str
+    run_id: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started: float = field(default_factory=time.monotonic)
+    cancel: bool = False
+    term_sent: float | None = None
+    kill_sent: bool = False
+
+
+class RunSupervisor:
+    """Starts, watches and resumes trainer worker processes for queued runs.
+
+    Args:
+        store_uri: the artifact store (``file:///dir``, ``s3://bucket/prefix``, a path); the
+            workers open it by the same URI.
+        max_concurrent: workers running at once; more runs wait QUEUED, first in first out.
+        scratch_dir: local folder for the workers' scratch files and output logs.
+        max_attempts: crashes after which a run is FAILED instead of resumed.
+        poll_interval: seconds between looks at the workers.
+        cancel_grace: seconds a worker gets after SIGTERM before SIGKILL.
+        env: environment variables for the workers, on top of this process's (e.g.
+            ``CUDA_VISIBLE_DEVICES``, ``OMP_NUM_THREADS``).
+
+    Raises:
+        ConfigError: a limit that is not positive.
+    """
+
+    def __init__(
+        self,
+        store_uri: str,
+        *,
+        max_concurrent: int = 1,
+        scratch_dir: str | Path,
+        max_attempts: int = 3,
+        poll_interval: float = 0.5,
+        cancel_grace: float = 5.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        for name, value in (("max_concurrent", max_concurrent), ("max_attempts", max_attempts)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name, seconds in (("poll_interval", poll_interval), ("cancel_grace", cancel_grace)):
+            if not seconds > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {seconds!r}")
+        self.store_uri = str(store_uri)
+        self.max_concurrent, self.max_attempts = max_concurrent, max_attempts
+        self.poll_interval, self.cancel_grace = float(poll_interval), float(cancel_grace)
+        self.scratch_dir = Path(scratch_dir)
+        self.env = dict(env or {})
+        self._store: Store | None = None
+        self._registry: RunRegistry | None = None
+        self._cond = threading.Condition(threading.RLock())
+        self._queue: deque[tuple[str, str]] = deque()
+        self._running: dict[str, _Worker] = {}
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- public ------------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> RunRegistry:
+        """The run registry over the supervisor's store (opened on first use)."""
+        with self._cond:
+            if self._registry is None:
+                self._store = open_store(self.store_uri)
+                self._registry = RunRegistry(self._store)
+            return self._registry
+
+    def start(self) -> None:
+        """Resume what a previous supervisor left, then start the background thread.
+
+        Runs the previous service was running (PREPARING … PUBLISHING) go first, then QUEUED
+        runs in creation order; runs stuck CREATED/VALIDATING for over a minute are FAILED.
+        Calling ``start`` on a started supervisor does nothing.
+        """
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            self.scratch_dir.mkdir(parents=True, exist_ok=True)
+            self._recover()
+            self._thread = threading.Thread(
+                target=self._loop, name="searchtuner-run-supervisor", daemon=True
+            )
+            self._thread.start()
+
+    def submit(self, owner: str, run_id: str) -> RunRecord:
+        """Queue a validated run (VALIDATING → QUEUED); it starts when a slot is free.
+
+        A run already queued or running here, or already terminal (e.g. cancelled while it
+        was validated), is returned unchanged.
+
+        Raises:
+            RunNotFound: no such run for this owner. InvalidTransition: the run is CREATED.
+        """
+        registry = self.registry
+        with self._cond:
+            record = registry.get(owner, run_id)
+            if record.is_terminal or run_id in self._running or (owner, run_id) in self._queue:
+                return record
+            message = "queued"
+            if self._queue:
+                message += f"; {len(self._queue)} run(s) ahead"
+            if len(self._running) >= self.max_concurrent:
+                message += f"; waiting for one of {self.max_concurrent} worker slot(s)"
+            record = registry.transition(owner, run_id, RunState.QUEUED, message=message)
+            self._queue.append((owner, run_id))
+            self._cond.notify_all()
+            return record
+
+    def cancel(self, owner: str, run_id: str) -> RunRecord:
+        """Cancel a run: at once if it waits, else SIGTERM, SIGKILL after ``cancel_grace``.
+
+        Returns within ``cancel_grace`` + a few seconds. A terminal run is returned unchanged.
+        The run's events, metrics and checkpoints stay in the store.
+
+        Raises:
+            RunNotFound: no such run for this owner.
+        """
+        registry = self.registry
+        deadline = time.monotonic() + self.cancel_grace + CANCEL_EXTRA_WAIT
+        with self._cond:
+            record = registry.get(owner, run_id)
+            if record.is_terminal:
+                return record
+            registry.request_cancel(owner, run_id)
+            worker = self._running.get(run_id)
+            if worker is None:
+                # Queued here, or no worker of this supervisor runs it (not started yet, or
+                # its previous service died: an orphaned worker exits within a second).
+                if (owner, run_id) in self._queue:
+                    self._queue.remove((owner, run_id))
+                return self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
+            worker.cancel = True
+            self._signal(worker, signal.SIGTERM)
+            worker.term_sent = time.monotonic()
+            self._cond.notify_all()
+            while run_id in self._running and time.monotonic() < deadline:
+                self._cond.wait(timeout=min(self.poll_interval, deadline - time.monotonic()))
+        return registry.get(owner, run_id)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and the workers, leaving their runs live for the next start.
+
+        Workers get SIGTERM, then SIGKILL once ``min(cancel_grace, timeout)`` has passed.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=max(0.1, deadline - time.monotonic()))
+        with self._cond:
+            workers = list(self._running.values())
+            self._running.clear()
+            self._queue.clear()
+        for worker in workers:
+            self._signal(worker, signal.SIGTERM)
+        kill_at = time.monotonic() + min(self.cancel_grace, max(0.0, deadline - time.monotonic()))
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=max(0.0, kill_at - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal(worker, signal.SIGKILL)
+                worker.process.wait(timeout=5)
+            self._signal(worker, signal.SIGKILL)  # what the worker started, if still there
+        for worker in workers:
+            try:
+                self._after_stop(worker)
+            except SearchTunerError as err:
+                logger.warning("could not record the stop of run %s: %s", worker.run_id, err)
+
+    def status(self) -> dict[str, Any]:
+        """What the supervisor is doing: running and queued run ids, worker pids, limits."""
+        with self._cond:
+            return {
+                "alive": self._thread is not None and self._thread.is_alive(),
+                "running": list(self._running),
+                "queued": [run_id for _owner, run_id in self._queue],
+                "workers": {run_id: w.process.pid for run_id, w in self._running.items()},
+                "max_concurrent": self.max_concurrent,
+            }
+
+    # -- the background thread -------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                try:
+                    self._reap()
+                    self._escalate()
+                    self._launch()
+                except Exception:  # the thread must outlive a bad round; it retries next poll
+                    logger.exception("the run supervisor hit an error; retrying")
+                self._cond.notify_all()
+                self._cond.wait(timeout=self.poll_interval)
+
+    def _recover(self) -> None:
+        registry = self.registry
+        resume: list[tuple[str, str]] = []
+        queued: list[tuple[str, str]] = []
+        now = datetime.now(UTC)
+        for owner, run_id in registry.live_runs():
+            if run_id in self._running or (owner, run_id) in self._queue:
+                continue
+            try:
+                record = registry.get(owner, run_id)
+            except RunNotFound:
+                continue
+            if record.state in (RunState.CREATED, RunState.VALIDATING):
+                age = (now - parse_time(record.updated_at)).total_seconds()
+                if age > STALE_VALIDATION_SECONDS:
+                    reason = "the service restarted while validating this run; start it again"
+                    self._end(owner, run_id, RunState.FAILED, reason)
+                continue
+            if registry.cancel_requested(owner, run_id):
+                self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
+            elif record.state is RunState.QUEUED:
+                queued.append((owner, run_id))
+            elif record.state in WORKER_STATES:
+                registry.append_events(owner, run_id, [{
+                    "type": "log", "level": "warning",
+                    "message": f"the trainer service restarted while the run was "
+                               f"{record.state.value}; resuming from the last checkpoint",
+                }])  # fmt: skip
+                resume.append((owner, run_id))
+        self._queue.extendleft(reversed(resume))  # resumed runs first, oldest first
+        self._queue.extend(queued)
+        self._cond.notify_all()
+
+    def _launch(self) -> None:
+        registry = self.registry
+        while self._queue and len(self._running) < self.max_concurrent and not self._stopping:
+            owner, run_id = self._queue.popleft()
+            try:
+                record = registry.get(owner, run_id)
+            except RunNotFound:
+                continue
+            if record.is_terminal:
+                continue
+            if registry.cancel_requested(owner, run_id):
+                self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
+                continue
+            if record.state not in WORKER_STATES | {RunState.QUEUED}:
+                logger.warning("not launching run %s: it is %s", run_id, record.state.value)
+                continue
+            record = registry.update(owner, run_id, attempt=record.attempt + 1)
+            self._spawn(record)
+
+    def _spawn(self, record: RunRecord) -> None:
+        owner, run_id = record.owner, record.run_id
+        folder = self.scratch_dir / owner / run_id
+        (folder / "work").mkdir(parents=True, exist_ok=True)
+        log_path = folder / f"worker-{record.attempt}.log"
+        command = [
+            sys.executable, "-m", "searchtuner.runs.worker",
+            "--store", self._store_uri_for_workers(), "--owner", owner, "--run", run_id,
+            "--scratch", str(folder / "work"),
+        ]  # fmt: skip
+        try:
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env=self._worker_env(), start_new_session=True, close_fds=True,
+                )  # fmt: skip
+        except OSError as err:
+            self._end(owner, run_id, RunState.FAILED,
+                      f"could not start the trainer worker ({err}); check the service's "
+                      "Python environment and scratch_dir, then start the run again")  # fmt: skip
+            return
+        logger.info("run %s: worker pid %d (attempt %d)", run_id, process.pid, record.attempt)
+        self._running[run_id] = _Worker(owner, run_id, process, log_path)
+
+    def _store_uri_for_workers(self) -> str:
+        store = self._store
+        # A relative local path would mean another folder if a worker's cwd ever differed.
+        return store.uri() if store is not None else self.store_uri
+
+    def _worker_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # The worker imports this very searchtuner, installed or not.
+        package_root = str(Path(searchtuner.__file__).resolve().parent.parent)
+        paths = [package_root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        return env
+
+    def _escalate(self) -> None:
+        now = time.monotonic()
+        for worker in self._running.values():
+            if (
+                worker.term_sent is not None
+                and not worker.kill_sent
+                and now - worker.term_sent >= self.cancel_grace
+            ):
+                self._signal(worker, signal.SIGKILL)
+                worker.kill_sent = True
+
+    def _reap(self) -> None:
+        for run_id, worker in list(self._running.items()):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            self._signal(worker, signal.SIGKILL)  # what the worker started, if still there
+            try:
+                self._after_exit(worker, code)
+            except SearchTunerError as err:
+                # The store failed: keep the worker listed and decide on the next round.
+                logger.warning("run %s: cannot record the worker's exit yet: %s", run_id, err)
+                continue
+            del self._running[run_id]
+
+    def _after_exit(self, worker: _Worker, code: int) -> None:
+        registry, owner, run_id = self.registry, worker.owner, worker.run_id
+        try:
+            record = registry.get(owner, run_id)
+        except RunNotFound:
+            return  # deleted meanwhile
+        if record.is_terminal:
+            self._clean(worker)
+            return
+        if worker.cancel or registry.cancel_requested(owner, run_id):
+            self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
+            self._clean(worker)
+            return
+        how = describe_exit(code)
+        crashes = record.crashes + 1
+        registry.update(owner, run_id, crashes=crashes)
+        events: list[dict[str, Any]] = []
+        tail = _tail(worker.log_path)
+        if tail:
+            events.append({"type": "log", "level": "error",
+                           "message": f"the worker's last output:\n{tail}"})  # fmt: skip
+        if crashes < self.max_attempts:
+            events.append({"type": "log", "level": "warning",
+                           "message": f"worker exited with {how}; resuming from the last "
+                                      f"checkpoint (attempt {crashes + 1} of "
+                                      f"{self.max_attempts})",
+                           "data": {"exit": how, "crashes": crashes}})  # fmt: skip
+            registry.append_events(owner, run_id, events)
+            self._queue.appendleft((owner, run_id))
+            return
+        registry.append_events(owner, run_id, events)
+        reason = f"the trainer worker crashed {crashes} times (last: {how}); see the logs"
+        self._end(owner, run_id, RunState.FAILED, reason)
+        self._clean(worker)
+
+    def _after_stop(self, worker: _Worker) -> None:
+        registry, owner, run_id = self.registry, worker.owner, worker.run_id
+        try:
+            record = registry.get(owner, run_id)
+        except RunNotFound:
+            return
+        if record.is_terminal:
+            self._clean(worker)
+        elif worker.cancel or registry.cancel_requested(owner, run_id):
+            self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
+            self._clean(worker)
+        else:
+            registry.append_events(owner, run_id, [{
+                "type": "log", "level": "warning",
+                "message": "the trainer service stopped; the run resumes from its last "
+                           "checkpoint when the service starts again",
+            }])  # fmt: skip
+
+    def _end(self, owner: str, run_id: str, state: RunState, reason: str) -> RunRecord:
+        """Write a terminal state, unless the run already has one."""
+        record = self.registry.get(owner, run_id)
+        if record.is_terminal:
+            return record
+        return self.registry.transition(owner, run_id, state, reason=reason)
+
+    def _clean(self, worker: _Worker) -> None:
+        shutil.rmtree(self.scratch_dir / worker.owner / worker.run_id / "work", ignore_errors=True)
+
+    @staticmethod
+    def _signal(worker: _Worker, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+            os.killpg(worker.process.pid, sig)
+
+
+def describe_exit(code: int) -> str:
+    """``exit code 1`` or ``killed by signal 9 (SIGKILL)`` for a Popen return code."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            return f"killed by signal {-code}"
+        return f"killed by signal {-code} ({name})"
+    return f"exit code {code}"
+
+
+def _tail(path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - chars * 4))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text[-chars:].strip()

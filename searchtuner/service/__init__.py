@@ -1,0 +1,1 @@
+"""What the service's parts share without importing jina: the endpoint schemas."""
