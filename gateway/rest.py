@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from searchtuner.artifacts import ModelHandle
+from searchtuner.client.errors import STATUS_OF_ERROR
 from searchtuner.data.stored import iter_batches
 from searchtuner.errors import SearchTunerError
 from searchtuner.runs import TERMINAL_STATES
@@ -42,21 +43,7 @@ from searchtuner.service.schemas import (
 )
 from searchtuner.store import NotFound, open_store
 
-# Executor errors arrive as their class name; these are the ones a client caused.
-STATUS_OF_ERROR = {
-    "InvalidRequest": 400,
-    "ConfigError": 400,
-    "DataError": 400,
-    "InvalidKeyError": 400,
-    "ValidationError": 400,
-    "CheckpointError": 400,
-    "InvalidTransition": 409,
-    "NotFound": 404,
-    "RunNotFound": 404,
-    "DatasetNotFound": 404,
-    "UploadNotFound": 404,
-    "StoreUnavailable": 503,
-}
+# Executor errors arrive as their class name; the SDK and the gateway share one table.
 UPLOAD_FORMATS = {
     "text/csv": ".csv",
     "application/x-ndjson": ".jsonl",

@@ -8,7 +8,7 @@ Layout::
     <image bytes, concatenated>         only if some document has an image
     <tensor bytes, concatenated>        only if some document has a tensor
 
-The header is columnar: ``{"kind": "labeled", "n": 3, "columns": {"id": [...], "text":
+The header is columnar: ``{"kind": "labeled", "n": 3, "columns": {"text":
 [...], "label": [...]}, "image": [size | null, ...], "tensor": [[dtype, shape] | null, ...]}``.
 Text columns are JSON lists; images and tensors are raw bytes placed after the header, so they
 are neither base64-inflated nor parsed. Decoding checks every size and type against the header
@@ -113,7 +113,11 @@ def encode_shard(docs: Sequence[BaseDoc], first_row: int = 1) -> bytes:
         elif name == "tags":
             if any(column):
                 columns[name] = column
-        elif name == "id" or any(item is not None for item in column):
+        elif name == "id":
+            # Not stored: docarray gives every document a random id, and keeping it would make
+            # the same data a different shard (and dataset handle) on every upload.
+            continue
+        elif any(item is not None for item in column):
             columns[name] = column
     try:
         text = json.dumps(header, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
