@@ -42,9 +42,16 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from searchtuner.demo import run_demo
+    if args.in_process:
+        from searchtuner.demo import run_demo
 
-    run_demo(backbone=args.backbone, k=args.k, epochs=args.epochs)
+        run_demo(backbone=args.backbone, k=args.k, epochs=args.epochs)
+        return 0
+    from searchtuner.service_demo import run_service_demo
+
+    run_service_demo(
+        args.data_dir, backbone=args.backbone, epochs=args.epochs, keep_serving=False, eval_k=args.k
+    )
     return 0
 
 
@@ -219,9 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_validate)
 
     demo = commands.add_parser(
-        "demo", help="the main job: convert a backbone, check data, fine-tune, compare retrieval"
+        "demo",
+        help="the main job: start the service, stream data in, fine-tune, compare, pull, search",
     )
     demo.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs")
+    demo.add_argument(
+        "--data-dir",
+        default="searchtuner-demo",
+        help="the service's local store and logs (default ./searchtuner-demo)",
+    )
+    demo.add_argument(
+        "--in-process",
+        action="store_true",
+        help="skip the service: convert, validate, fine-tune and compare in this process",
+    )
     demo.add_argument("--backbone", default="all-MiniLM-L6-v2")
     demo.add_argument("--k", type=int, default=10, help="rank cut-off of the metrics")
     demo.set_defaults(func=_demo)

@@ -23,7 +23,7 @@ from searchtuner.data.stored import open_dataset
 from searchtuner.errors import SearchTunerError
 from searchtuner.runs import RunRecord, RunRegistry, RunRequest, RunState, validate_request
 from searchtuner.service.schemas import FitRequest, RunDoc
-from searchtuner.store import open_store
+from searchtuner.store import IntegrityError, StoreUnavailable, open_store
 
 try:
     from executors.common.errors import InvalidRequest
@@ -62,12 +62,24 @@ class Converter(ServiceExecutor):
 
         Raises:
             InvalidRequest: the request cannot run; the message says what to fix. The run
-                is then stored as FAILED with the same reason.
+                is then stored as FAILED with the same reason, and so are the runs of the
+                call recorded before it (the call fails as a whole).
         """
         owner = owner_of(parameters)
         if not len(docs):
             raise InvalidRequest("/runs/create got no documents: send one FitRequest per run")
-        return DocList[RunDoc]([run_doc(self._create(owner, doc)) for doc in docs])
+        records: list[RunRecord] = []
+        try:
+            for doc in docs:
+                records.append(self._create(owner, doc))
+        except SearchTunerError as err:
+            # The request fails as a whole, so the runs validated before this one never reach
+            # the trainer: end them rather than leave them VALIDATING.
+            for record in records:
+                reason = f"not queued: another run of the same request was refused ({err})"
+                self.registry.transition(owner, record.run_id, RunState.FAILED, reason=reason)
+            raise
+        return DocList[RunDoc]([run_doc(record) for record in records])
 
     def _create(self, owner: str, doc: FitRequest) -> RunRecord:
         try:
@@ -97,10 +109,18 @@ class Converter(ServiceExecutor):
                         "it again"
                     )
             summary["conversion"] = self._convert(request)
+        except (StoreUnavailable, IntegrityError):
+            raise  # the service's fault, not the request's: answered as such (503 / 500)
         except SearchTunerError as err:
             reason = str(err)
             self.registry.transition(owner, record.run_id, RunState.FAILED, reason=reason)
             raise InvalidRequest(f"run {record.run_id} cannot start: {reason}") from err
+        except Exception as err:
+            # An unexpected failure (a bug, weights that do not load): the run must not stay
+            # VALIDATING, and the error still reaches the client.
+            reason = f"internal error in the converter: {type(err).__name__}: {err}"
+            self.registry.transition(owner, record.run_id, RunState.FAILED, reason=reason)
+            raise
         return self.registry.update(owner, record.run_id, summary=summary)
 
     def _convert(self, request: RunRequest) -> dict[str, Any]:

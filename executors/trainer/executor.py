@@ -81,7 +81,7 @@ class RunTrainer(ServiceExecutor):
         owner = owner_of(parameters)
         queued = []
         for doc in docs:
-            record = self.registry.get(owner, doc.run_id)
+            record = self.registry.get(owner, _run_id(doc, "/runs/create"))
             if record.state != RunState.VALIDATING:
                 raise InvalidRequest(
                     f"run {doc.run_id} is {record.state}, not VALIDATING: only runs the "
@@ -207,6 +207,13 @@ def _run_id(doc: RunQuery, endpoint: str) -> str:
 
 
 def _non_negative_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    # JSON and protobuf's Struct carry every number as a float: 3.0 is the integer 3, but
+    # 2.5, NaN and infinities are refused rather than rounded (or crashing int()).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not value.is_integer())
+        or value < 0
+    ):
         raise InvalidRequest(f"parameters['{name}'] must be a non-negative integer, got {value!r}")
     return int(value)

@@ -1,0 +1,195 @@
+"""The main job through the service, end to end on this machine (``searchtuner demo``).
+
+Start the service on its embedded default (a local store, a local Flow: gateway, ingest,
+converter, trainer, publisher), stream the labelled WordNet dataset in, fine-tune
+all-MiniLM-L6-v2 on a worker process, follow it live, show retrieval before and after, pull
+the tuned model by its handle and search with it. The service is stopped at the end unless
+``keep_serving`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchtuner.errors import SearchTunerError
+
+QUERIES = [
+    "a domestic animal kept for companionship",
+    "move quickly on foot",
+    "a feeling of great happiness",
+]
+
+
+class ServiceProcess:
+    """``searchtuner serve`` as a child process group, stopped like Ctrl-C."""
+
+    def __init__(self, data_dir: Path, grpc_port: int, http_port: int) -> None:
+        self.data_dir = data_dir
+        self.http_url = f"http://127.0.0.1:{http_port}"
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.log = data_dir / "service.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 240.0) -> None:
+        """Start the Flow and wait until the gateway answers; raise with the log's tail."""
+        import requests
+
+        from searchtuner.cli import serve_command
+
+        args = Namespace(
+            port=self.grpc_port, http_port=self.http_port, host="127.0.0.1", store=None,
+            data_dir=str(self.data_dir / "store"), max_concurrent_runs=None,
+        )  # fmt: skip
+        argv, root = serve_command(args)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "JINA_LOG_LEVEL": os.environ.get("JINA_LOG_LEVEL", "WARNING")}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SearchTunerError(
+                    f"the service exited with status {self.process.returncode}; its log "
+                    f"{self.log} ends with:\n{self.tail()}"
+                )
+            try:
+                if requests.get(f"{self.http_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass  # not listening yet
+            time.sleep(0.5)
+        self.stop()
+        raise SearchTunerError(f"the service did not start in {timeout:.0f} s; see {self.log}")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGINT to the group (the Flow closes its executors), SIGKILL after ``timeout``."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.process = None
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_service_demo(
+    data_dir: str | Path = "searchtuner-demo",
+    *,
+    backbone: str = "all-MiniLM-L6-v2",
+    epochs: int = 1,
+    keep_serving: bool = False,
+    **training: Any,
+) -> dict[str, Any]:
+    """Run the main job through the service; print each step; return the run's outcome.
+
+    Returns:
+        ``{"run_id", "state", "model_handle", "metrics": {"before", "after"}}``.
+
+    Raises:
+        SearchTunerError: the service did not start, or the run did not finish.
+    """
+    import searchtuner
+    from searchtuner.client import Client
+    from searchtuner.client.commands import follow
+    from searchtuner.datasets.wordnet import supersense_data_dir
+
+    start = time.perf_counter()
+    folder = Path(data_dir).expanduser().resolve()
+    service = ServiceProcess(folder, free_port(), free_port())
+    print(f"1. Starting the service (gateway, ingest, converter, trainer, publisher) on {folder}")
+    service.start()
+    print(
+        f"   serving gRPC on 127.0.0.1:{service.grpc_port}, HTTP on {service.http_url} "
+        f"(API docs: {service.http_url}/docs) after {time.perf_counter() - start:.0f} s"
+    )
+    try:
+        client = Client(service.http_url)
+        data = supersense_data_dir()
+        print("\n2. Streaming the labelled WordNet dataset in (definition -> supersense)")
+        train = client.upload(data / "train.csv", kind="labeled", name="train", progress=True)
+        test = client.upload(data / "test.csv", kind="labeled", name="held-out", progress=True)
+        print(f"   train: {train.n_items:,} items, handle {train.handle}")
+        print(f"   held-out: {test.n_items:,} items, handle {test.handle}")
+        print("   " + train.report_text.replace("\n", "\n   "))
+
+        print(f"\n3. Fine-tuning {backbone} on a trainer worker ({epochs} epoch(s))")
+        run = client.fit(
+            backbone,
+            train,
+            test,
+            model_options={"max_length": 64},
+            name="demo",
+            epochs=epochs,
+            **training,
+        )
+        print(f"   run {run.id} is {run.state}; live progress:")
+        code = follow(run)
+        if code != 0:
+            raise SearchTunerError(f"run {run.id} ended {run.state}: {run.reason}")
+        metrics = run.metrics()
+
+        print("\n4. Pulling the tuned model by its handle and searching with it")
+        bundle = run.save_artifact(folder / "models" / run.id)
+        model = searchtuner.load_bundle(bundle)
+        print(f"   bundle saved to {bundle}")
+        _search(model, _rows(data / "test.csv"))
+        print(f"\nDone in {time.perf_counter() - start:.0f} s.")
+        return {
+            "run_id": run.id,
+            "state": run.state,
+            "model_handle": run.model_handle,
+            "metrics": metrics,
+        }
+    finally:
+        if keep_serving:
+            print(f"\nThe service keeps running (pid {service.process and service.process.pid}).")
+        else:
+            service.stop()
+
+
+def _rows(path: Path) -> list[tuple[str, str]]:
+    """``(definition, supersense)`` rows of a WordNet CSV split."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [(row["text"], row["label"]) for row in csv.DictReader(handle)]
+
+
+def _search(model: Any, rows: list[tuple[str, str]], k: int = 3) -> None:
+    import searchtuner
+
+    corpus = searchtuner.encode(model, [text for text, _ in rows], batch_size=64)
+    queries = searchtuner.encode(model, QUERIES)
+    scores = np.asarray(queries) @ np.asarray(corpus).T
+    for query, row in zip(QUERIES, scores, strict=True):
+        print(f"   query: {query!r}")
+        for index in np.argsort(-row)[:k]:
+            text, label = rows[int(index)]
+            print(f"     {row[index]:.3f}  [{label}] {text[:70]}")
