@@ -24,18 +24,18 @@ from starlette.concurrency import run_in_threadpool
 
 from searchtuner.artifacts import ModelHandle
 from searchtuner.client.errors import STATUS_OF_ERROR
-from searchtuner.data.stored import iter_batches
 from searchtuner.errors import SearchTunerError
 from searchtuner.runs import TERMINAL_STATES
 from searchtuner.service.owners import owner_of, store_uri_or_default
+from searchtuner.service.packing import csv_chunks, jsonl_chunks, pack
 from searchtuner.service.schemas import (
     DatasetDoc,
     Empty,
     EventDoc,
     FitRequest,
-    IngestDoc,
     LogDoc,
     MetricsDoc,
+    PackedBatch,
     RunDoc,
     RunQuery,
     UploadRequest,
@@ -158,13 +158,14 @@ def add_rest_routes(app: FastAPI, streamer: Any, logger: Any) -> None:
         summary="Upload a dataset (CSV or JSON lines, streamed); answers with its handle",
     )
     async def upload_dataset(
-        request: Request, kind: str = "", name: str = "", batch_size: int = 2000
+        request: Request, kind: str = "", name: str = "", batch_size: int = 5000
     ) -> JSONResponse:
         """Stream a CSV (``Content-Type: text/csv``) or JSON-lines
         (``application/x-ndjson``) body. Columns/fields: ``text,label`` for labelled data,
         ``query,document`` for pairs, ``text`` alone for unlabelled. The body is spooled to a
-        temporary file and sent to the ingest executor in batches; the answer holds the
-        dataset handle and the validation report."""
+        temporary file and sent to the ingest executor in packed batches of ``batch_size``
+        rows; the answer holds the dataset handle and the validation report, in which rows
+        that do not parse are findings."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         suffix = UPLOAD_FORMATS.get(content_type)
         if suffix is None:
@@ -186,14 +187,14 @@ def add_rest_routes(app: FastAPI, streamer: Any, logger: Any) -> None:
                 parameters,
             )
             upload_id = begun[0].upload_id
-            batches = await run_in_threadpool(_batches, path, kind, batch_size)
+            chunks = _chunks(path, suffix, batch_size)
             while True:
-                batch = await run_in_threadpool(next, batches, None)
-                if batch is None:
+                chunk = await run_in_threadpool(next, chunks, None)
+                if chunk is None:
                     break
                 await executors.call(
-                    "/datasets/append",
-                    DocList[IngestDoc](batch),
+                    "/datasets/append_packed",
+                    DocList[PackedBatch]([chunk]),
                     UploadStatus,
                     {**parameters, "upload_id": upload_id},
                 )
@@ -358,26 +359,19 @@ async def _spool(request: Request, path: Path) -> None:
         raise ServiceError(400, "the upload is empty: send the dataset file as the body")
 
 
-def _batches(path: Path, kind: str, batch_size: int) -> Iterator[list[IngestDoc]]:
-    """Batches of the uploaded file as IngestDocs (rows with errors raise a DataError)."""
+def _chunks(path: Path, suffix: str, batch_size: int) -> Iterator[PackedBatch]:
+    """The spooled upload as packed batches of ``batch_size`` rows."""
+    split = csv_chunks if suffix == ".csv" else jsonl_chunks
+    fmt = "csv" if suffix == ".csv" else "jsonl"
 
-    def generate() -> Iterator[list[IngestDoc]]:
+    def generate() -> Iterator[PackedBatch]:
         try:
-            for batch in iter_batches(path, batch_size, kind=kind or None):
-                yield [_ingest_doc(doc) for doc in batch]
+            for rows, count in split(path, batch_size):
+                yield pack(rows, fmt, count)
         except SearchTunerError as err:
             raise ServiceError(400, str(err), type(err).__name__) from err
 
     return generate()
-
-
-def _ingest_doc(doc: BaseDoc) -> IngestDoc:
-    fields = {
-        name: value
-        for name, value in doc.dict().items()
-        if name in IngestDoc.model_fields and name != "id" and value is not None
-    }
-    return IngestDoc(**fields)
 
 
 def _strip(doc: BaseDoc) -> dict[str, Any]:

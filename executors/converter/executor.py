@@ -42,7 +42,7 @@ class Converter(ServiceExecutor):
     Args:
         store_uri: the artifact store; default ``SEARCHTUNER_STORE`` or ``./searchtuner-data``.
         cache_size: how many converted models' summaries to keep, keyed by backbone and
-            options (building MiniLM takes about a second).
+            options.
         **kwargs: passed to :class:`jina.Executor`.
     """
 
@@ -130,7 +130,9 @@ class Converter(ServiceExecutor):
             if key in self._summaries:
                 self._summaries.move_to_end(key)
                 return self._summaries[key]
-        model = searchtuner.build_model(request.model, **request.model_options)
+        # The architecture is what is described: pretrained weights would only cost time.
+        options = {**request.model_options, "pretrained": False}
+        model = searchtuner.build_model(request.model, **options)
         summary = model.summary()
         described = {
             "backbone": summary.backbone,

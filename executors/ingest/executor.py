@@ -9,17 +9,21 @@ request_size=N)``. The handle can be given to any number of runs.
 """
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from docarray import DocList
 from jina import requests
 
+from searchtuner.data.readers import iter_records
 from searchtuner.data.stored import DatasetInfo, UploadSession, list_datasets
+from searchtuner.service.packing import unpack
 from searchtuner.service.schemas import (
     DatasetDoc,
     Empty,
     IngestDoc,
+    PackedBatch,
     UploadRequest,
     UploadStatus,
 )
@@ -79,6 +83,33 @@ class Ingest(ServiceExecutor):
         upload_id = _upload_id(parameters.get("upload_id"), "/datasets/append")
         items = [_as_item(doc, offset) for offset, doc in enumerate(docs)]
         received = self.uploads.add(self.store.for_owner(owner), upload_id, items)
+        return DocList[UploadStatus]([UploadStatus(upload_id=upload_id, received=received)])
+
+    @requests(on="/datasets/append_packed")
+    def append_packed(
+        self, docs: DocList[PackedBatch], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[UploadStatus]:
+        """Like ``/datasets/append``, with each document a packed batch of rows (the SDK's
+        and the REST upload's way: thousands of rows cross the Flow as one document).
+
+        Rows that do not parse become findings of the dataset's report, numbered by their
+        position in the upload, as rows of a file given to ``searchtuner.validate`` do.
+        """
+        owner = owner_of(parameters)
+        upload_id = _upload_id(parameters.get("upload_id"), "/datasets/append_packed")
+        store = self.store.for_owner(owner)
+        received = 0
+        for doc in docs:
+            with tempfile.TemporaryDirectory(prefix="searchtuner-batch-") as folder:
+                records = list(iter_records(unpack(doc, folder)))
+            for offset, record in enumerate(records):
+                if record.doc is not None and getattr(record.doc, "uri", None) is not None:
+                    raise InvalidRequest(
+                        f"row {offset + 1} of a packed batch names an image file "
+                        f"({record.doc.uri!r}): the service never reads files by path; send "
+                        "the image's bytes (base64 in JSON lines) instead"
+                    )
+            received += self.uploads.add(store, upload_id, records)
         return DocList[UploadStatus]([UploadStatus(upload_id=upload_id, received=received)])
 
     @requests(on="/datasets/commit")

@@ -16,18 +16,20 @@ from searchtuner.artifacts import BlobReader
 from searchtuner.client.errors import ServiceError, error_from_status, unavailable
 from searchtuner.client.progress import progress_bar
 from searchtuner.client.transport import EVENTS_PAGE, poll_events
-from searchtuner.client.uploads import ingest_batches, item_count
+from searchtuner.client.uploads import item_count, json_lines
 from searchtuner.client.urls import ServiceURL
 from searchtuner.data.readers import Source
+from searchtuner.data.stored import iter_batches
 from searchtuner.errors import ConfigError, SearchTunerError
+from searchtuner.service.packing import pack
 from searchtuner.service.schemas import (
     DatasetDoc,
     Empty,
     EventDoc,
     FitRequest,
-    IngestDoc,
     LogDoc,
     MetricsDoc,
+    PackedBatch,
     RunDoc,
     RunQuery,
     UploadRequest,
@@ -128,14 +130,15 @@ class GrpcTransport:
         failures: list[SearchTunerError] = []
         refused: list[Any] = []  # error answers to appends: stop sending the rest
 
-        def items() -> Iterator[IngestDoc]:
-            # An error raised inside jina's request stream would reach us as a bare gRPC
-            # error; keep it, end the stream, and raise it after.
+        def batches() -> Iterator[PackedBatch]:
+            # One packed document per batch: docarray's per-document encoding would cost more
+            # than the rows themselves. An error raised inside jina's request stream would
+            # reach us as a bare gRPC error; keep it, end the stream, and raise it after.
             try:
-                for batch in ingest_batches(data, batch_size, kind):
+                for batch in iter_batches(data, batch_size, kind=kind):
                     if refused:
                         return
-                    yield from batch
+                    yield pack(b"".join(json_lines(batch)), "jsonl", len(batch))
                     bar.update(len(batch))
             except SearchTunerError as err:
                 failures.append(err)
@@ -143,11 +146,11 @@ class GrpcTransport:
         with bar:
             try:
                 self._post(
-                    "/datasets/append",
-                    items(),
+                    "/datasets/append_packed",
+                    batches(),
                     UploadStatus,
                     {"upload_id": upload_id},
-                    request_size=batch_size,
+                    request_size=1,
                     prefetch=UPLOAD_PREFETCH,
                     timeout=max(self.timeout, UPLOAD_TIMEOUT),
                     failed=refused,

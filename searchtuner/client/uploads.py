@@ -23,7 +23,6 @@ from searchtuner.data.readers import CSV_COLUMNS, Source
 from searchtuner.data.schemas import DataKind, parse_kind
 from searchtuner.data.stored import iter_batches
 from searchtuner.errors import DataError
-from searchtuner.service.schemas import IngestDoc
 
 CSV_TYPE = "text/csv"
 JSONL_TYPE = "application/x-ndjson"
@@ -88,17 +87,6 @@ def json_lines(docs: Iterable[BaseDoc]) -> Iterator[bytes]:
     """Each document as one line of JSON (see :func:`json_line`)."""
     for doc in docs:
         yield json_line(ingest_fields(doc))
-
-
-def ingest_batches(source: Source, batch_size: int, kind: str | None) -> Iterator[list[IngestDoc]]:
-    """A dataset as batches of ``IngestDoc`` (what ``/datasets/append`` takes).
-
-    Raises:
-        ConfigError: a source or kind that cannot be read.
-        DataError: malformed rows (the message lists them), or unreadable image files.
-    """
-    for batch in iter_batches(source, batch_size, kind=kind):
-        yield [IngestDoc(**ingest_fields(doc)) for doc in batch]
 
 
 def jsonl_body(source: Source, batch_size: int, kind: str | None) -> Iterator[bytes]:

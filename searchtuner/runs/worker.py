@@ -65,8 +65,10 @@ PROGRESS_WRITE_INTERVAL = 0.5
 """Seconds between writes of the run record's progress (events are not throttled)."""
 CANCEL_CHECK_INTERVAL = 2.0
 """Seconds between looks at the cancel marker while training."""
-CHECKPOINTS_PER_EPOCH = 4
-"""Default checkpoints per epoch, so that a crash loses at most a quarter of an epoch."""
+CHECKPOINT_INTERVAL = 120.0
+"""Default seconds of training between checkpoints (and one at each epoch's end but the last):
+a crash loses at most two minutes of training, and a short run pays for no checkpoint it
+would never use. A MiniLM checkpoint (weights + optimizer state) is ~180 MB."""
 _CARD_PARAMETERS = ("objective", "epochs", "batch_size", "learning_rate", "loss", "miner",
                     "distance", "optimizer", "scheduler", "warmup_ratio", "seed")  # fmt: skip
 
@@ -213,15 +215,17 @@ class _Job:
             model, train_docs, eval_data=eval_docs, config=config,
             callbacks=[progress, checkpoints, _CancelWatch(self)],
         )  # fmt: skip
-        checkpoints.every_steps = request.checkpoint_every_steps or max(
-            1, trainer.steps_per_epoch // CHECKPOINTS_PER_EPOCH
-        )
+        checkpoints.every_steps = request.checkpoint_every_steps
         resumed = self._resume(trainer)
         self.sink.transition(
             RunState.TRAINING,
             message=(
                 f"training: {trainer.total_steps} steps, a checkpoint every "
-                f"{checkpoints.every_steps} steps"
+                + (
+                    f"{checkpoints.every_steps} steps"
+                    if checkpoints.every_steps
+                    else f"{checkpoints.interval:.0f} s"
+                )
                 + (f"; resuming from step {resumed}" if resumed else "")
             ),
             data={"resumed_from_step": resumed, "total_steps": trainer.total_steps},
@@ -437,38 +441,86 @@ class _RunProgress(Progress):
 
 
 class _StoreCheckpoint(Callback):
-    """Saves a resumable checkpoint into the store every N steps and at each epoch's end."""
+    """Saves resumable checkpoints into the store while training goes on.
+
+    With ``every_steps`` set (the request's ``checkpoint_every_steps``), every that many steps;
+    otherwise every :data:`CHECKPOINT_INTERVAL` seconds of training. Also at each epoch's end
+    but the last (after the last, the trained model itself is saved for publishing). The
+    state is written to local disk at the step (it must be the state of that step); its
+    upload to the store, pruning and the event happen on a background thread while the next
+    steps train, one upload at a time.
+    """
 
     def __init__(self, job: _Job) -> None:
         self.job = job
-        self.every_steps = 1
+        self.every_steps: int | None = None
+        self.interval = CHECKPOINT_INTERVAL
+        self._last = time.monotonic()
+        self._upload: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def on_fit_begin(self, trainer: Trainer, state: TrainState) -> None:
+        self._last = time.monotonic()
 
     def on_train_batch_end(self, trainer: Trainer, state: TrainState) -> None:
-        epoch_ends_now = state.batch_in_epoch >= len(trainer.sampler)
-        if state.global_step % self.every_steps == 0 and not epoch_ends_now:
-            self._save(trainer, state)  # at an epoch's end, on_epoch_end saves instead
+        if state.batch_in_epoch >= len(trainer.sampler):
+            return  # on_epoch_end decides
+        if self.every_steps is not None:
+            due = state.global_step % self.every_steps == 0
+        else:
+            due = time.monotonic() - self._last >= self.interval
+        if due:
+            self._save(trainer, state)
 
     def on_epoch_end(self, trainer: Trainer, state: TrainState) -> None:
-        self._save(trainer, state)
+        if state.global_step < trainer.total_steps:
+            self._save(trainer, state)
+
+    def on_fit_end(self, trainer: Trainer, state: TrainState) -> None:
+        self.wait()
+
+    def on_exception(self, trainer: Trainer, state: TrainState, error: BaseException) -> None:
+        self.wait(raise_failure=False)
+
+    def wait(self, raise_failure: bool = True) -> None:
+        """Wait for the upload in flight; re-raise its error (a store failure) if any."""
+        if self._upload is not None:
+            self._upload.join()
+            self._upload = None
+        failure, self._failure = self._failure, None
+        if failure is not None and raise_failure:
+            raise failure
 
     def _save(self, trainer: Trainer, state: TrainState) -> None:
-        job = self.job
+        self.wait()  # one upload at a time; an earlier failure surfaces here
         name = f"step-{state.global_step:08d}.pt"
-        local = trainer.save_checkpoint(job.scratch / "checkpoints" / name)
+        local = trainer.save_checkpoint(self.job.scratch / "checkpoints" / name)
+        self._last = time.monotonic()
+        step, epoch = state.global_step, state.epoch
+        self._upload = threading.Thread(
+            target=self._store, args=(local, name, step, epoch), name="checkpoint-upload",
+            daemon=True,
+        )  # fmt: skip
+        self._upload.start()
+
+    def _store(self, local: Path, name: str, step: int, epoch: int) -> None:
+        job = self.job
         key = run_key(job.run_id, f"checkpoints/{name}")
         try:
             info = job.mine.put_file(key, local)
+            prefix = run_key(job.run_id, "checkpoints/")
+            older = sorted(k for k in job.mine.keys(prefix) if k != key)
+            for old in older[: max(0, len(older) - (KEEP_CHECKPOINTS - 1))]:
+                job.mine.delete(old)
+            job.sink.emit(
+                "checkpoint", f"checkpoint saved at step {step}",
+                data={"step": step, "epoch": epoch, "key": key, "size": info.size},
+            )  # fmt: skip
+            job.sink.flush()  # rare and what a resume depends on: visible at once
+        except BaseException as err:  # handed to the training thread by wait()
+            self._failure = err
         finally:
             local.unlink(missing_ok=True)
-        prefix = run_key(job.run_id, "checkpoints/")
-        older = sorted(k for k in job.mine.keys(prefix) if k != key)
-        for old in older[: max(0, len(older) - (KEEP_CHECKPOINTS - 1))]:
-            job.mine.delete(old)
-        job.sink.emit(
-            "checkpoint", f"checkpoint saved at step {state.global_step}",
-            data={"step": state.global_step, "epoch": state.epoch, "key": key, "size": info.size},
-        )  # fmt: skip
-        job.sink.flush()  # rare and what a resume depends on: visible at once
 
 
 class _CancelWatch(Callback):

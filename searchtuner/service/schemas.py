@@ -12,6 +12,7 @@ endpoint                      docs in                parameters          docs ou
 ============================  =====================  ==================  ==================
 ``/datasets/begin``           ``UploadRequest``                          ``UploadStatus``
 ``/datasets/append``          ``IngestDoc`` batches  ``upload_id``       ``UploadStatus``
+``/datasets/append_packed``   ``PackedBatch``        ``upload_id``       ``UploadStatus``
 ``/datasets/commit``          ``UploadRequest``      ``upload_id``       ``DatasetDoc``
 ``/datasets/list``            none                                       ``DatasetDoc``
 ``/runs/create``              ``FitRequest``                             ``RunDoc``
@@ -186,3 +187,17 @@ class PublishResponse(BaseDoc):
 
 class Empty(BaseDoc):
     """No content: for endpoints that take no documents."""
+
+
+class PackedBatch(BaseDoc):
+    """A batch of items in one document (``/datasets/append_packed``): zlib-compressed JSON
+    lines or CSV rows (with their header line).
+
+    docarray encodes and decodes each document of a DocList separately, which costs far more
+    than the bytes of a short text; a batch of thousands of items packed into one document
+    crosses each gRPC hop at the cost of its bytes. The SDK and the REST upload send these.
+    """
+
+    format: str = Field(default="jsonl", description="jsonl or csv")
+    data: bytes = Field(default=b"", description="zlib-compressed rows")
+    items: int = Field(default=0, description="How many rows the batch holds.")

@@ -19,7 +19,15 @@ from executors.common.errors import InvalidRequest
 from executors.ingest.executor import Ingest
 from searchtuner.data.stored import TooManyUploads, UploadNotFound, open_dataset
 from searchtuner.errors import ConfigError
-from searchtuner.service.schemas import DatasetDoc, Empty, IngestDoc, UploadRequest, UploadStatus
+from searchtuner.service.packing import pack
+from searchtuner.service.schemas import (
+    DatasetDoc,
+    Empty,
+    IngestDoc,
+    PackedBatch,
+    UploadRequest,
+    UploadStatus,
+)
 from searchtuner.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,6 +97,7 @@ def test_the_config_loads_with_the_store_uri(store: LocalStore) -> None:
         assert type(executor).__name__ == "Ingest"
         assert executor.store.uri() == store.uri()  # type: ignore[attr-defined]
         endpoints = {"/datasets/begin", "/datasets/append", "/datasets/commit", "/datasets/list"}
+        endpoints.add("/datasets/append_packed")
         assert endpoints | {"/default"} <= set(executor.requests)
         assert executor.requests["/default"].fn.__name__ == "passthrough"
     finally:
@@ -293,3 +302,33 @@ def test_close_aborts_open_uploads_and_removes_their_shards(store: LocalStore) -
 
     assert _shards(store) == []
     assert len(executor.uploads) == 0
+
+
+def test_packed_batches_store_the_same_dataset_as_one_document_per_item(
+    ingest: Ingest, store: LocalStore
+) -> None:
+    rows = [("a small cat", "animal"), ("a large dog", "animal"), ("run fast", "motion")] * 2
+    rows += [("a lone word", "rare")]  # one item for a label: a finding of the report
+    csv_rows = "text,label\n" + "".join(f"{text},{label}\n" for text, label in rows)
+    packed = _begin(ingest, kind="labeled")
+    answer = ingest.append_packed(
+        DocList[PackedBatch]([pack(csv_rows.encode(), "csv", len(rows))]), {"upload_id": packed}
+    )
+    assert answer[0].received == len(rows)
+    by_rows = _commit(ingest, packed)
+
+    one_by_one = _begin(ingest, kind="labeled")
+    docs = DocList[IngestDoc]([IngestDoc(text=text, label=label) for text, label in rows])
+    _append(ingest, one_by_one, docs)
+    by_docs = _commit(ingest, one_by_one)
+
+    assert by_rows.handle == by_docs.handle and by_rows.report == by_docs.report
+    assert by_rows.report["findings"] and "rare" in by_rows.report_text
+
+
+def test_a_packed_row_naming_a_file_is_refused(ingest: Ingest, store: LocalStore) -> None:
+    upload_id = _begin(ingest, kind="labeled")
+    rows = b"uri,label\n/etc/passwd,x\n"
+    with pytest.raises(InvalidRequest, match="never reads files by path"):
+        ingest.append_packed(DocList[PackedBatch]([pack(rows, "csv", 1)]), {"upload_id": upload_id})
+    assert _shards(store) == []
