@@ -1,0 +1,1 @@
+"""The Encoder executor: a published model fills `embedding` on documents."""
