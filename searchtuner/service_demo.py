@@ -160,12 +160,18 @@ def run_service_demo(
         model = searchtuner.load_bundle(bundle)
         print(f"   bundle saved to {bundle}")
         _search(model, _rows(data / "test.csv"))
+
+        from searchtuner.search_demo import run_search_demo
+
+        print(f"\n5. Searching in the search Flow: pretrained {backbone} against the tuned model")
+        search = run_search_demo(bundle, folder / "search", backbone=backbone)
         print(f"\nDone in {time.perf_counter() - start:.0f} s.")
         return {
             "run_id": run.id,
             "state": run.state,
             "model_handle": run.model_handle,
             "metrics": metrics,
+            "search": search,
         }
     finally:
         if keep_serving:
