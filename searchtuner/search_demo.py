@@ -28,22 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from searchtuner.errors import ConfigError, SearchTunerError
+from searchtuner.errors import ConfigError, DataError, SearchTunerError
 from searchtuner.evaluation.metrics import (
     RetrievalResult,
     _per_query_metrics,  # the one definition of the metrics, here on rankings the Flow made
     compare,
 )
 
-EXAMPLE_LABELS = ("noun.animal", "verb.motion", "noun.feeling")
-"""The supersenses of the example queries: the first held-out definition of each."""
-
 # Documents per HTTP request. Jina's HTTP gateway cuts a request into parts of 100 documents
 # and answers with the first part only: more than 100 would lose answers.
 REQUEST_SIZE = 100
 READY_LINE = "The search Flow is serving"  # what python -m flows.search prints once it serves
-# /count (and /clear) go to the indexer alone: the encoder fails on a request without documents.
-COUNT_REQUEST = {"data": [], "header": {"request_id": "count", "target_executor": "indexer"}}
 BATCH_SIZE = 16  # short texts of varied length: small batches pad less (faster on a CPU)
 
 
@@ -123,10 +118,8 @@ class SearchFlow:
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         """Wait until the Flow serves: the launcher says so once every executor is up, then
-        the indexer answers ``/count`` over HTTP. Raise with the log's tail otherwise.
-
-        (Not jina's ``/dry_run``: it sends a request without documents through the encoder,
-        which fails on an empty batch.)
+        ``/count`` crosses the encoder and the indexer over HTTP. Raise with the log's tail
+        otherwise.
 
         Raises:
             SearchTunerError: the Flow exited, or was not ready within ``timeout`` seconds.
@@ -143,7 +136,7 @@ class SearchFlow:
                 )
             if READY_LINE in self.tail(lines=200):
                 with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-                    answer = requests.post(f"{self.url}/count", json=COUNT_REQUEST, timeout=10)
+                    answer = requests.post(f"{self.url}/count", json={"data": []}, timeout=10)
                     if answer.status_code == 200:
                         return
             time.sleep(0.3)
@@ -257,6 +250,7 @@ def ranking_metrics(ranking: Ranking, labels: Sequence[Hashable], k: int) -> Ret
 
     Raises:
         ConfigError: the ranking's shape does not fit ``labels`` and ``k``.
+        DataError: no item shares its label with another (nothing is relevant).
     """
     n = len(labels)
     if ranking.positions.shape != (n, k):
@@ -270,6 +264,11 @@ def ranking_metrics(ranking: Ranking, labels: Sequence[Hashable], k: int) -> Ret
     relevant = valid & (codes[np.where(valid, ranking.positions, 0)] == codes[:, None])
     per_query = _per_query_metrics(relevant, relevant_counts, k)
     judged = relevant_counts > 0
+    if not judged.any():
+        raise DataError(
+            f"none of the {n} items shares its label with another; give at least two items of "
+            "a label"
+        )
     return RetrievalResult(
         metrics={name: float(values[judged].mean()) for name, values in per_query.items()},
         per_query=per_query,
@@ -284,23 +283,23 @@ def ranking_metrics(ranking: Ranking, labels: Sequence[Hashable], k: int) -> Ret
     )
 
 
-def example_queries(labels: Sequence[str], n: int = 3) -> list[int]:
-    """Positions of the example queries: the first item of each of :data:`EXAMPLE_LABELS`
-    present, then evenly spread items, ``n`` in all."""
-    chosen = [labels.index(label) for label in EXAMPLE_LABELS if label in labels][:n]
-    for position in np.linspace(0, len(labels) - 1, n + 2, dtype=int)[1:-1]:
-        if len(chosen) < n and int(position) not in chosen:
-            chosen.append(int(position))
-    return chosen
+def example_queries(before: RetrievalResult, after: RetrievalResult, n: int = 3) -> list[int]:
+    """Queries that show the range of what changed, not the best case: those at evenly spaced
+    percentiles (90th to 10th) of the change in average precision, largest gain first."""
+    key = f"map@{before.k}"
+    change = np.nan_to_num(after.per_query[key] - before.per_query[key], nan=0.0)
+    order = np.argsort(-change, kind="stable")  # largest gain first; ties by position
+    picks = np.rint(np.linspace(0.1, 0.9, n) * (len(order) - 1)).astype(np.int64)
+    return list(dict.fromkeys(int(order[pick]) for pick in picks))
 
 
 def pretrained_bundle(folder: Path, backbone: str, max_length: int = 64) -> Path:
     """The pretrained ``backbone`` as a bundle with ``model.onnx`` in ``folder`` (reused when
     already there)."""
     import searchtuner
-    from searchtuner.artifacts.manifest import verify_bundle
+    from searchtuner.artifacts.manifest import MANIFEST_NAME, verify_bundle
 
-    if (folder / "manifest.json").is_file():
+    if (folder / MANIFEST_NAME).is_file():
         verify_bundle(folder)
         return folder
     model = searchtuner.build_model(backbone, max_length=max_length)
@@ -348,6 +347,7 @@ def run_search_demo(
     """
     from searchtuner.datasets import load_supersense
 
+    began = time.perf_counter()
     folder = Path(work_dir).expanduser().resolve()
     items = list(rows) if rows is not None else load_supersense("test")
     texts, labels = [text for text, _ in items], [label for _, label in items]
@@ -364,20 +364,21 @@ def run_search_demo(
         f"   {len(texts):,} definitions indexed with each model; each searches the others (top {k})"
     )
     if not flow:
-        print(f"   (in process: {reason})")
+        print(f"   (searching in process: {reason or 'use_flow=False'})")
     rankings: dict[str, Ranking] = {}
     if flow:
-        # Both Flows start at once (loading overlaps), then search one after the other.
         flows = {
             name: SearchFlow(
                 model,
                 folder / "logs" / f"search-flow-{name}.log",
                 backend=backend,
                 batch_size=BATCH_SIZE,
-            ).start()
+            )
             for name, model in models.items()
         }
         try:
+            for search_flow in flows.values():  # both start at once: their loading overlaps
+                search_flow.start()
             for name, search_flow in flows.items():
                 rankings[name] = rank_with_flow(search_flow, texts, k)
         finally:
@@ -398,9 +399,17 @@ def run_search_demo(
     print(f"   {'metric':<12} {'pretrained':>10} {'tuned':>8} {'change':>8}")
     for row in report.metrics:
         print(f"   {row.name:<12} {row.before:>10.4f} {row.after:>8.4f} {row.change:>+8.4f}")
-    print(f"\n   Example queries, top {n_results} (+ same supersense as the query, - another):")
-    for query in example_queries(labels):
-        print(f"   query [{labels[query]}] {_short(texts[query], 76)!r}")
+    print(
+        f"\n   Example queries, top {n_results} (+ same supersense as the query, - another):\n"
+        "   those at the 90th, 50th and 10th percentile of the change in average precision"
+    )
+    key = f"map@{k}"
+    for query in example_queries(results["before"], results["after"]):
+        ap = [results[name].per_query[key][query] for name in ("before", "after")]
+        print(
+            f"   query [{labels[query]}] {_short(texts[query], 60)!r} (AP@{k} {ap[0]:.2f} -> "
+            f"{ap[1]:.2f})"
+        )
         for name, title in (("before", "pretrained"), ("after", "tuned")):
             print(f"     {title}:")
             result = results[name]
@@ -413,6 +422,7 @@ def run_search_demo(
                     f"       {mark} {result.topk_scores[query, rank]:.3f} "
                     f"[{labels[position]}] {_short(texts[position], 60)}"
                 )
+    print(f"   (step done in {time.perf_counter() - began:.0f} s)")
     return {
         "where": rankings["after"].where,
         "metrics": {name: result.metrics for name, result in results.items()},

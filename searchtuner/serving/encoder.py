@@ -69,6 +69,8 @@ class Encoder:
                 the message names it.
         """
         items = list(items)
+        if not items:  # tokenizers fail on an empty list
+            return np.empty((0, self.embedding_dim), dtype=np.float32)
         prepared = self.runtime.preprocessor.prepare(items)
         try:
             return self.runtime.embed(prepared, self.config.batch_size)

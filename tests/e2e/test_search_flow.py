@@ -30,7 +30,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 RUN_TIMEOUT = 900.0
 QUERIES = ["a domestic animal kept for companionship", "move quickly on foot", "great happiness"]
-COUNT = {"request_id": "count", "target_executor": "indexer"}  # skips the encoder: no docs
 
 
 @pytest.fixture(scope="module")
@@ -166,14 +165,14 @@ def test_indexed_documents_search_the_others_and_count(
         ids = [m["id"] for m in answer["matches"]]
         assert f"d{i}" not in ids
         assert ids[0] == f"d{next(j for j in order[i] if j != i)}"
-    body = {"data": [], "header": COUNT}
-    count = requests.post(f"{search_flow.url}/count", json=body, timeout=60)
+    # /count carries no documents: the encoder passes it on as it is
+    count = requests.post(f"{search_flow.url}/count", json={"data": []}, timeout=60)
     assert count.status_code == 200, count.text
     assert count.json()["data"][0]["count"] == len(indexed)
-    (stats,) = _grpc(search_flow).post(
-        "/count", target_executor="indexer", return_type=DocList[IndexStats]
-    )
+    (stats,) = _grpc(search_flow).post("/count", return_type=DocList[IndexStats])
     assert (stats.count, stats.dim, stats.metric) == (len(indexed), 384, "cosine")
+    ready = requests.get(f"{search_flow.url}/dry_run", timeout=60).json()  # jina's readiness
+    assert ready["code"] in (0, "SUCCESS"), ready
 
 
 def test_bad_requests_fail_with_what_to_fix(search_flow: SearchFlow) -> None:
@@ -208,7 +207,11 @@ def test_the_index_is_saved_in_the_workspace_and_loaded_at_start(
     with SearchFlow(tuned.model_handle, flow_dir / "flow2.log", workspace=flow_dir / "ws") as again:
         again.wait_ready()
         after = again.post("/search", [{"id": "q", "text": QUERIES[0]}], {"top_k": 5})
+        # more than one HTTP request's worth (100): SearchFlow.post cuts them, none is lost
+        many = [{"id": f"q{i}", "text": QUERIES[i % 3]} for i in range(150)]
+        answers = again.post("/search", many, {"top_k": 1})
     assert [m["id"] for m in after[0]["matches"]] == [m["id"] for m in before[0]["matches"]]
+    assert [a["id"] for a in answers] == [q["id"] for q in many]
 
 
 def test_the_search_demo_runs_through_the_flow(
@@ -235,3 +238,9 @@ def test_the_search_demo_runs_through_the_flow(
         direct = retrieval_metrics(embeddings, labels, k=5).metrics
         for metric, value in direct.items():
             assert outcome["metrics"][name][metric] == pytest.approx(value, abs=1e-6), metric
+
+    # Without the Flow: the same search in this process (the pretrained bundle is reused).
+    local = run_search_demo(bundle, tmp_path / "demo", rows=rows, k=5, use_flow=False)
+    assert local["where"] == "in process"
+    for name in ("before", "after"):
+        assert local["metrics"][name] == pytest.approx(outcome["metrics"][name], abs=1e-6)

@@ -112,10 +112,6 @@ def _products() -> DocList[Product]:
     )
 
 
-def text_encoder_with(bundle: Path, **options: Any) -> Encoder:
-    return Encoder(model=str(bundle), **options)
-
-
 def _embeddings(docs: Any) -> np.ndarray:
     return np.stack([np.asarray(doc.embedding) for doc in docs])
 
@@ -136,9 +132,11 @@ def test_the_config_loads_the_model_with_its_defaults(text_bundle: Path) -> None
     assert (described["modality"], described["embedding_dim"]) == ("text", 8)
     assert executor.encoder.config.allow_paths is False  # type: ignore[attr-defined]
     assert executor.requests["/encode"].fn.__name__ == "encode"
-    assert executor.requests["/default"].fn.__name__ == "encode"
-    batching = executor.dynamic_batching["encode"]  # type: ignore[attr-defined]
-    assert (batching["preferred_batch_size"], batching["timeout"]) == (64, 10)
+    assert executor.requests["/default"].fn.__name__ == "encode_other"
+    batching = executor.dynamic_batching  # type: ignore[attr-defined]
+    assert (batching["encode"]["preferred_batch_size"], batching["encode"]["timeout"]) == (64, 10)
+    assert "encode_other" not in batching  # doc-less requests (/count) must not wait in a queue
+    executor.close()
 
 
 # ------------------------------------------------------------ level 2: the method on DocLists
@@ -148,7 +146,7 @@ def test_the_config_loads_the_model_with_its_defaults(text_bundle: Path) -> None
 def test_text_embeddings_equal_searchtuner_encode_bit_for_bit(
     text_bundle: Path, text_model: searchtuner.EmbeddingModel, batch_size: int
 ) -> None:
-    executor = text_encoder_with(text_bundle, batch_size=batch_size)
+    executor = Encoder(model=str(text_bundle), batch_size=batch_size)
 
     answer = executor.encode(_products())
 
@@ -179,6 +177,17 @@ def test_every_other_field_is_kept_and_the_callers_documents_are_untouched(
     assert np.array_equal(_embeddings(typed_answer), expected)
     assert all("embedding" not in vars(doc) for doc in sent)
     assert all(doc.embedding is None for doc in typed)
+
+
+def test_the_default_route_embeds_documents_and_passes_a_request_without_any(
+    text_encoder: Encoder, text_model: searchtuner.EmbeddingModel
+) -> None:
+    answer = text_encoder.encode_other(_products())
+    nothing = text_encoder.encode_other(DocList[AnyDoc]())
+
+    assert np.array_equal(_embeddings(answer), searchtuner.encode(text_model, TEXTS))
+    assert nothing is None  # jina then hands the request on as it came (e.g. /count)
+    assert text_encoder.encoder.encode([]).shape == (0, 8)
 
 
 def test_docarray_text_and_image_documents_work(
@@ -242,7 +251,7 @@ def test_tensor_documents_with_the_mlp_on_both_backends(mlp_bundle: Path) -> Non
 def test_the_onnx_backend_is_within_1e_4_of_torch(
     text_bundle: Path, text_model: searchtuner.EmbeddingModel
 ) -> None:
-    executor = text_encoder_with(text_bundle, backend="onnx", batch_size=3, threads=1)
+    executor = Encoder(model=str(text_bundle), backend="onnx", batch_size=3, threads=1)
 
     answer = executor.encode(_products())
 
@@ -386,10 +395,19 @@ def test_a_model_handle_is_fetched_once_and_served(
 # ------------------------------------------------- level 3: a Flow over gRPC on 127.0.0.1
 
 
+class Stats(BaseDoc):
+    count: int = 0
+
+
 class Probe(Executor):
-    """Stands in for an indexer: typed with the user's class on /index, a pass-through
-    (typed AnyDoc, as the gateway requires behind the encoder) on every other endpoint. It
-    writes what it received into ``title``, so the client sees what crossed the hop."""
+    """Stands in for an indexer: typed with the user's class on /index, an endpoint without
+    documents (/count), and a pass-through (typed AnyDoc, as the gateway requires behind the
+    encoder) on every other endpoint. /index writes what it received into ``title``, so the
+    client sees what crossed the hop."""
+
+    @requests(on="/count")
+    def count(self, **kwargs: Any) -> DocList[Stats]:
+        return DocList[Stats]([Stats(count=42)])
 
     @requests(on="/index")
     def index(self, docs: DocList[Product], **kwargs: Any) -> DocList[Product]:
@@ -453,6 +471,15 @@ def test_a_flow_embeds_and_every_field_reaches_the_next_executor(
         (t, f"item {i}", 10.0 + i) for i, t in enumerate(TEXTS)
     ]
     assert np.array_equal(_embeddings(encoded), expected)
+
+
+@pytest.mark.integration
+def test_a_request_without_documents_crosses_the_encoder(flow: int) -> None:
+    """An indexer's /count or /clear: the encoder's default route is not batched, because
+    jina's batch queue never answers a request that holds no documents."""
+    answer = _client(flow).post("/count", return_type=DocList[Stats])
+
+    assert [doc.count for doc in answer] == [42]
 
 
 @pytest.mark.integration
