@@ -1,4 +1,4 @@
-"""Encoding throughput: the Encoder executor in a Flow against the model called directly,
+"""Encoding throughput: the search Flow against the model called directly,
 and ONNX Runtime against PyTorch, on the CPU, in the same run.
 
 Texts: WordNet definitions (``searchtuner.datasets.load_supersense``, train + test: 3,000
@@ -10,9 +10,11 @@ Phases, each in its own fresh interpreter, one after another, ``--rounds`` times
 - ``direct``: ``searchtuner.encode(model, batch, batch_size=64)`` on each batch of 64 (the
   same work a Flow does per request), and once on all texts (sorted by length across all of
   them, so padded less); the ONNX peer is ``searchtuner.serving.Encoder(backend="onnx")``.
-- ``flow``: a Flow on 127.0.0.1 with the encoder executor (``executors/encoder/config.yml``,
-  its default dynamic batching: 64 documents, 10 ms); a jina gRPC ``Client`` posts the texts
-  as ``TextDoc`` in requests of 64 to ``/encode`` and waits for all answers. Timed from the
+- ``flow``: the search Flow (``flows/search.yml``, started as ``python -m flows.search``
+  starts it: encoder with its default dynamic batching of 64 documents / 10 ms, then the
+  indexer) on 127.0.0.1; a jina gRPC ``Client`` posts the texts as ``TextDoc`` in requests
+  of 64 to ``/encode`` (embedded by the encoder, passed on by the indexer) and waits for all
+  answers. Timed from the
   first request sent to the last answer received, after a warm-up pass.
 - ``*_batch16``: the same with ``batch_size=16`` (the encoder's option, and ``encode``'s):
   each request of 64 texts, sorted by length, runs as four forward passes that pad less.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -73,6 +76,12 @@ def load_texts(n: int) -> list[str]:
 
 def batches(texts: list[str], size: int = REQUEST_SIZE) -> list[list[str]]:
     return [texts[i : i + size] for i in range(0, len(texts), size)]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def cpu_seconds() -> float:
@@ -130,19 +139,22 @@ def run_flow(job: dict[str, Any]) -> dict[str, Any]:
     from docarray.documents import TextDoc
     from jina import Client, Flow
 
+    sys.path.insert(0, str(REPO))
+    from flows.search import configure, parser
+
     texts = load_texts(job["docs"])
-    flow = Flow(host="127.0.0.1").add(
-        name="encoder",
-        uses=str(CONFIG),
-        uses_with={
-            "model": job["model"],
-            "backend": job["backend"],
-            "threads": job["threads"],
-            "batch_size": job["batch_size"],
-        },
-    )
+    # flows/search.yml as `python -m flows.search` starts it (encoder, then indexer), on free
+    # ports of 127.0.0.1, with this phase's backend, batch size and threads.
+    args = parser().parse_args(
+        ["--model", job["model"], "--backend", job["backend"], "--batch-size",
+         str(job["batch_size"]), "--port", str(free_port()), "--http-port", str(free_port())]
+    )  # fmt: skip
+    config, overrides = configure(args)
+    (encoder,) = [e for e in config["executors"] if e["name"] == "encoder"]
+    encoder["uses_with"]["threads"] = job["threads"]
+    flow = Flow.load_config(config, uses_with=overrides)
     with flow:
-        client = Client(host=f"grpc://127.0.0.1:{flow.port}")
+        client = Client(host=f"grpc://127.0.0.1:{args.port}")
 
         def post(items: list[str]) -> DocList[TextDoc]:
             docs = DocList[TextDoc](TextDoc(text=t) for t in items)

@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
         choices=["torch", "onnx"],
         default="torch",
         help="torch (any bundle), or onnx: ONNX Runtime on the CPU, the bundle's model.onnx, "
-        "2-4x faster for small text models (default torch)",
+        "about 1.15x faster for all-MiniLM-L6-v2 on 2 cores (default torch)",
     )
     options.add_argument(
         "--batch-size", type=int, default=64, help="texts per forward pass (default 64)"

@@ -13,12 +13,7 @@ encoder executor) the same search runs in this process, and the output says so.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Hashable, Sequence
@@ -28,12 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from searchtuner.errors import ConfigError, DataError, SearchTunerError
-from searchtuner.evaluation.metrics import (
-    RetrievalResult,
-    _per_query_metrics,  # the one definition of the metrics, here on rankings the Flow made
-    compare,
-)
+from searchtuner import evaluation
+from searchtuner.errors import ConfigError, SearchTunerError
+from searchtuner.evaluation import RetrievalResult, compare
+from searchtuner.service.processes import ProcessGroup, free_port
 
 # Documents per HTTP request. Jina's HTTP gateway cuts a request into parts of 100 documents
 # and answers with the first part only: more than 100 would lose answers.
@@ -91,59 +84,46 @@ class SearchFlow:
         batch_size: int = 64,
     ) -> None:
         self.model = str(model)
-        self.log = log
         self.workspace = workspace
         self.backend, self.batch_size = backend, batch_size
-        self.grpc_port, self.http_port = _free_port(), _free_port()
+        self.grpc_port, self.http_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> SearchFlow:
-        """Start the Flow's process; :meth:`wait_ready` waits for it."""
         command = [
             sys.executable, "-m", "flows.search", "--model", self.model,
             "--backend", self.backend, "--batch-size", str(self.batch_size),
             "--port", str(self.grpc_port), "--http-port", str(self.http_port),
         ]  # fmt: skip
-        if self.workspace is not None:
-            command += ["--workspace", str(self.workspace)]
-        env = {**os.environ, "JINA_LOG_LEVEL": os.environ.get("JINA_LOG_LEVEL", "WARNING")}
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=_repository(), env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        if workspace is not None:
+            command += ["--workspace", str(workspace)]
+        self.group = ProcessGroup(command, cwd=_repository(), log=log, name="the search Flow")
+
+    @property
+    def log(self) -> Path:
+        """The Flow's output."""
+        return self.group.log
+
+    def start(self) -> SearchFlow:
+        """Start the Flow's process; :meth:`wait_ready` waits for it."""
+        self.group.start()
         return self
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         """Wait until the Flow serves: the launcher says so once every executor is up, then
-        ``/count`` crosses the encoder and the indexer over HTTP. Raise with the log's tail
-        otherwise.
+        ``/count`` crosses the encoder and the indexer over HTTP.
 
         Raises:
-            SearchTunerError: the Flow exited, or was not ready within ``timeout`` seconds.
+            SearchTunerError: the Flow exited, or was not ready within ``timeout`` seconds;
+                the message ends with the tail of its log.
         """
         import requests
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise SearchTunerError(
-                    f"the search Flow exited with status {code}; its log {self.log} ends "
-                    f"with:\n{self.tail()}"
-                )
-            if READY_LINE in self.tail(lines=200):
-                with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-                    answer = requests.post(f"{self.url}/count", json={"data": []}, timeout=10)
-                    if answer.status_code == 200:
-                        return
-            time.sleep(0.3)
-        self.stop()
-        raise SearchTunerError(
-            f"the search Flow was not ready after {timeout:.0f} s; see {self.log}:\n{self.tail()}"
-        )
+        def ready() -> bool:
+            if READY_LINE not in self.group.tail(lines=200):
+                return False
+            answer = requests.post(f"{self.url}/count", json={"data": []}, timeout=10)
+            return answer.status_code == 200
+
+        self.group.wait_until(ready, timeout)
 
     def post(
         self,
@@ -174,21 +154,12 @@ class SearchFlow:
         return out
 
     def stop(self, timeout: float = 60.0) -> None:
-        """SIGINT to the group (the Flow closes its executors), SIGKILL after ``timeout``."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.process = None
+        """Stop like Ctrl-C (the indexer saves its index), SIGKILL after ``timeout``."""
+        self.group.stop(timeout)
 
     def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        """The last lines of the Flow's output."""
+        return self.group.tail(lines)
 
     def __enter__(self) -> SearchFlow:
         return self.start()
@@ -252,34 +223,8 @@ def ranking_metrics(ranking: Ranking, labels: Sequence[Hashable], k: int) -> Ret
         ConfigError: the ranking's shape does not fit ``labels`` and ``k``.
         DataError: no item shares its label with another (nothing is relevant).
     """
-    n = len(labels)
-    if ranking.positions.shape != (n, k):
-        raise ConfigError(
-            f"a ranking of shape {ranking.positions.shape} does not fit {n} queries at k={k}"
-        )
-    codes_of: dict[Hashable, int] = {}
-    codes = np.array([codes_of.setdefault(label, len(codes_of)) for label in labels])
-    relevant_counts = np.bincount(codes, minlength=len(codes_of))[codes] - 1
-    valid = ranking.positions >= 0
-    relevant = valid & (codes[np.where(valid, ranking.positions, 0)] == codes[:, None])
-    per_query = _per_query_metrics(relevant, relevant_counts, k)
-    judged = relevant_counts > 0
-    if not judged.any():
-        raise DataError(
-            f"none of the {n} items shares its label with another; give at least two items of "
-            "a label"
-        )
-    return RetrievalResult(
-        metrics={name: float(values[judged].mean()) for name, values in per_query.items()},
-        per_query=per_query,
-        topk_indices=ranking.positions,
-        topk_scores=ranking.scores,
-        topk_relevant=relevant,
-        relevant_counts=relevant_counts,
-        n_queries=n,
-        n_skipped=int((~judged).sum()),
-        k=k,
-        similarity="cosine",
+    return evaluation.ranking_metrics(
+        ranking.positions, ranking.scores, labels, labels, k=k, exclude_self=True
     )
 
 
@@ -358,7 +303,7 @@ def run_search_demo(
     if pretrained is None:
         pretrained = pretrained_bundle(folder / "pretrained", backbone)
     models = {"before": pretrained, "after": tuned}
-    # ONNX Runtime embeds these short texts 2-4x faster than PyTorch on a CPU.
+    # ONNX Runtime embeds short texts ~1.15x faster than PyTorch on a CPU (benchmarks/encode.py).
     backend = "onnx" if all(has_onnx(model) for model in models.values()) else "torch"
     print(
         f"   {len(texts):,} definitions indexed with each model; each searches the others (top {k})"
@@ -432,12 +377,6 @@ def run_search_demo(
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _repository() -> Path:

@@ -9,10 +9,6 @@ the tuned model by its handle and search with it. The service is stopped at the 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -21,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from searchtuner.errors import SearchTunerError
+from searchtuner.service.processes import ProcessGroup, free_port
 
 QUERIES = [
     "a domestic animal kept for companionship",
@@ -33,70 +30,41 @@ class ServiceProcess:
     """``searchtuner serve`` as a child process group, stopped like Ctrl-C."""
 
     def __init__(self, data_dir: Path, grpc_port: int, http_port: int) -> None:
+        from searchtuner.cli import serve_command
+
         self.data_dir = data_dir
         self.http_url = f"http://127.0.0.1:{http_port}"
         self.grpc_port = grpc_port
         self.http_port = http_port
-        self.log = data_dir / "service.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        args = Namespace(
+            port=grpc_port, http_port=http_port, host="127.0.0.1", store=None,
+            data_dir=str(data_dir / "store"), max_concurrent_runs=None,
+        )  # fmt: skip
+        argv, root = serve_command(args)
+        self.group = ProcessGroup(argv, cwd=root, log=data_dir / "service.log", name="the service")
+
+    @property
+    def log(self) -> Path:
+        """The service's output."""
+        return self.group.log
 
     def start(self, timeout: float = 240.0) -> None:
         """Start the Flow and wait until the gateway answers; raise with the log's tail."""
         import requests
 
-        from searchtuner.cli import serve_command
-
-        args = Namespace(
-            port=self.grpc_port, http_port=self.http_port, host="127.0.0.1", store=None,
-            data_dir=str(self.data_dir / "store"), max_concurrent_runs=None,
-        )  # fmt: skip
-        argv, root = serve_command(args)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "JINA_LOG_LEVEL": os.environ.get("JINA_LOG_LEVEL", "WARNING")}
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SearchTunerError(
-                    f"the service exited with status {self.process.returncode}; its log "
-                    f"{self.log} ends with:\n{self.tail()}"
-                )
-            try:
-                if requests.get(f"{self.http_url}/healthz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass  # not listening yet
-            time.sleep(0.5)
-        self.stop()
-        raise SearchTunerError(f"the service did not start in {timeout:.0f} s; see {self.log}")
+        self.group.start()
+        self.group.wait_until(
+            lambda: requests.get(f"{self.http_url}/healthz", timeout=2).status_code == 200,
+            timeout,
+        )
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGINT to the group (the Flow closes its executors), SIGKILL after ``timeout``."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.process = None
+        self.group.stop(timeout)
 
     def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        """The last lines of the service's output."""
+        return self.group.tail(lines)
 
 
 def run_service_demo(
@@ -175,7 +143,7 @@ def run_service_demo(
         }
     finally:
         if keep_serving:
-            print(f"\nThe service keeps running (pid {service.process and service.process.pid}).")
+            print(f"\nThe service keeps running (pid {service.group.pid}).")
         else:
             service.stop()
 

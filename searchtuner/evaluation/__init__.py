@@ -9,6 +9,7 @@ from searchtuner.evaluation.metrics import (
     RetrievalResult,
     Similarity,
     compare,
+    ranking_metrics,
     retrieval_metrics,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "Similarity",
     "compare",
     "evaluate",
+    "ranking_metrics",
     "retrieval_metrics",
     "retrieve",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "RetrievalResult",
     "Similarity",
     "compare",
+    "ranking_metrics",
     "retrieval_metrics",
 ]
 
@@ -168,6 +169,56 @@ def retrieval_metrics(
         queries, index, k=k, exclude_self=exclude_self, chunk_size=chunk_size, similarity=sim
     )
 
+    return ranking_metrics(
+        indices, scores, q_labels, i_labels, k=k, exclude_self=exclude_self, similarity=sim
+    )
+
+
+def ranking_metrics(
+    topk_indices: np.ndarray,
+    topk_scores: np.ndarray,
+    query_labels: Labels,
+    index_labels: Labels,
+    *,
+    k: int,
+    exclude_self: bool = False,
+    similarity: Similarity | str = Similarity.COSINE,
+) -> RetrievalResult:
+    """Retrieval metrics of a ranking made elsewhere (a search service, an ANN index): the
+    same definitions as :func:`retrieval_metrics`, which calls this after its exact search.
+
+    Args:
+        topk_indices: ``(n_queries, k)`` index positions, best first; ``-1`` where fewer than
+            ``k`` results came back.
+        topk_scores: ``(n_queries, k)`` their scores (kept in the result, not used).
+        query_labels: one label per query.
+        index_labels: one label per index item; an item is relevant to a query with its label.
+        k: the ranking's depth.
+        exclude_self: query ``i`` is index item ``i`` and was left out of its own results, so
+            it does not count as one of its relevant items.
+        similarity: how the scores were made (recorded in the result).
+
+    Raises:
+        ConfigError: the ranking's shape does not fit the labels and ``k``.
+        DataError: no query has a relevant index item.
+    """
+    indices, scores = np.asarray(topk_indices), np.asarray(topk_scores)
+    q_labels, i_labels = _as_label_list(query_labels), _as_label_list(index_labels)
+    if indices.shape != (len(q_labels), k) or scores.shape != indices.shape:
+        raise ConfigError(
+            f"a ranking of shape {indices.shape} (scores {scores.shape}) does not fit "
+            f"{len(q_labels)} queries at k={k}"
+        )
+    if exclude_self and len(i_labels) != len(q_labels):
+        raise ConfigError(
+            f"exclude_self needs query i to be index item i, but there are {len(q_labels)} "
+            f"queries and {len(i_labels)} index items; pass exclude_self=False"
+        )
+    if indices.size and int(indices.max()) >= len(i_labels):
+        raise ConfigError(
+            f"the ranking names index item {int(indices.max())}, but there are "
+            f"{len(i_labels)} index labels"
+        )
     codes: dict[Hashable, int] = {}
     q_codes = np.array([codes.setdefault(label, len(codes)) for label in q_labels], dtype=np.int64)
     i_codes = np.array([codes.setdefault(label, len(codes)) for label in i_labels], dtype=np.int64)
@@ -195,7 +246,7 @@ def retrieval_metrics(
         n_queries=len(q_labels),
         n_skipped=int((~judged).sum()),
         k=k,
-        similarity=sim.value,
+        similarity=_parse_similarity(similarity).value,
     )
 
 

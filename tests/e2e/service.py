@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,14 +10,10 @@ from typing import Any
 
 import requests
 
+from searchtuner.service.processes import ProcessGroup, free_port
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Service:
@@ -30,10 +22,16 @@ class Service:
     def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
         self.data_dir = data_dir
         self.log = log
-        self.env = env
         self.grpc_port = free_port()
         self.http_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        command = [
+            sys.executable, "-m", "gateway.serve",
+            "--port", str(self.grpc_port), "--http-port", str(self.http_port),
+            "--data-dir", str(data_dir),
+        ]  # fmt: skip
+        self.group = ProcessGroup(
+            command, cwd=REPO, log=log, env={**os.environ, **env}, name="the service"
+        )
 
     @property
     def http(self) -> str:
@@ -45,50 +43,18 @@ class Service:
 
     def start(self, timeout: float = START_TIMEOUT) -> Service:
         """Start and wait until the HTTP gateway answers (and so the whole Flow is up)."""
-        env = {**os.environ, "JINA_LOG_LEVEL": "WARNING", **self.env}
-        command = [
-            sys.executable, "-m", "gateway.serve",
-            "--port", str(self.grpc_port), "--http-port", str(self.http_port),
-            "--data-dir", str(self.data_dir),
-        ]  # fmt: skip
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the service exited with {self.process.returncode}:\n{self.tail()}"
-                )
-            try:
-                if requests.get(f"{self.http}/healthz", timeout=2).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise TimeoutError(f"the service did not start in {timeout:.0f} s:\n{self.tail()}")
+        self.group.start()
+        self.group.wait_until(
+            lambda: requests.get(f"{self.http}/healthz", timeout=2).status_code == 200, timeout
+        )
+        return self
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop like Ctrl-C (the Flow closes its executors); kill what is left after timeout."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout)
-        with contextlib.suppress(ProcessLookupError):  # workers left in the group, if any
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self.process = None
+        self.group.stop(timeout)
 
     def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return self.group.tail(lines)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(f"{self.http}{path}", timeout=60, **kwargs)

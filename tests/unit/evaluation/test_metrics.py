@@ -12,7 +12,7 @@ import torch
 
 from searchtuner.errors import ConfigError, DataError
 from searchtuner.evaluation import metrics as metrics_module
-from searchtuner.evaluation.metrics import compare, retrieval_metrics
+from searchtuner.evaluation.metrics import compare, ranking_metrics, retrieval_metrics
 
 NAMES = ["precision", "recall", "map", "ndcg", "mrr", "hit"]
 
@@ -145,6 +145,35 @@ def test_matches_pytrec_eval_and_brute_force(seed: int, k: int, self_index: bool
             assert result.per_query[ours][int(qid[1:])] == pytest.approx(measures[theirs], abs=1e-9)
         mean = float(np.mean([measures[theirs] for measures in oracle.values()]))
         assert result.metrics[ours] == pytest.approx(mean, abs=1e-9)
+
+
+def test_a_ranking_made_elsewhere_with_missing_results_and_brute_force_labels() -> None:
+    """ranking_metrics on a ranking from outside (a search service): a ranking copied from
+    retrieval_metrics gives the same figures; a short answer (-1) counts as not relevant."""
+    queries, labels = make_data(5, n=40, n_labels=4)
+    exact = retrieval_metrics(queries, labels, k=5)
+
+    same = ranking_metrics(
+        exact.topk_indices.copy(), exact.topk_scores.copy(), labels, labels, k=5,
+        exclude_self=True,
+    )  # fmt: skip
+    cut = exact.topk_indices.copy()
+    cut[:, 3:] = -1
+    shorter = ranking_metrics(cut, exact.topk_scores, labels, labels, k=5, exclude_self=True)
+
+    assert same.metrics == exact.metrics
+    np.testing.assert_array_equal(same.relevant_counts, exact.relevant_counts)
+    _, reference = brute_force(queries, labels, queries, labels, 5, exclude_self=True)
+    expected_precision = (exact.topk_relevant[:, :3].sum(1) / 5)[exact.relevant_counts > 0]
+    assert shorter.metrics["precision@5"] == pytest.approx(expected_precision.mean(), abs=1e-12)
+    assert shorter.metrics["precision@5"] < same.metrics["precision@5"]
+    np.testing.assert_allclose(same.per_query["map@5"], reference["map@5"], atol=1e-12)
+    with pytest.raises(
+        ConfigError, match=r"a ranking of shape \(40, 5\) .*does not fit 40 queries at k=10"
+    ):
+        ranking_metrics(exact.topk_indices, exact.topk_scores, labels, labels, k=10)
+    with pytest.raises(ConfigError, match=r"names index item \d+, but there are 3 index labels"):
+        ranking_metrics(exact.topk_indices[:3], exact.topk_scores[:3], labels[:3], labels[:3], k=5)
 
 
 def test_metric_keys_carry_k() -> None:
