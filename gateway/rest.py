@@ -38,10 +38,13 @@ from searchtuner.service.schemas import (
     PackedBatch,
     RunDoc,
     RunQuery,
+    TelemetrySnapshot,
     UploadRequest,
     UploadStatus,
 )
 from searchtuner.store import NotFound, open_store
+from searchtuner.telemetry import config_from_env
+from searchtuner.telemetry.prometheus import CONTENT_TYPE, merge_expositions
 
 # Executor errors arrive as their class name; the SDK and the gateway share one table.
 UPLOAD_FORMATS = {
@@ -87,6 +90,10 @@ class FitBody(BaseModel):
     checkpoint_every_steps: int = Field(
         default=0, ge=0, description="Save a resumable checkpoint every N steps (0: automatic)."
     )
+    processes_per_node: int = Field(
+        default=1, ge=1, description="Training processes per node, one per GPU (data-parallel)."
+    )
+    nnodes: int = Field(default=1, ge=1, description="Nodes the run spans.")
 
 
 class Executors:
@@ -150,6 +157,35 @@ def add_rest_routes(app: FastAPI, streamer: Any, logger: Any) -> None:
     @app.get("/healthz", tags=["service"], summary="Liveness: the gateway answers")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    metrics_on = config_from_env().metrics
+
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics of every executor (with --metrics)",
+        response_class=PlainTextResponse,
+    )
+    async def metrics() -> Response:
+        """Runs by state, queue length, training samples/s, ingest documents and docs/s,
+        in the Prometheus text format; each executor of the Flow measures its part and the
+        samples carry a ``service`` label naming it. 404 unless the service runs with
+        ``--metrics`` (``SEARCHTUNER_METRICS=true``)."""
+        if not metrics_on:
+            raise ServiceError(
+                404,
+                "metrics are off: start the service with --metrics (or set "
+                "SEARCHTUNER_METRICS=true) to serve them here",
+                "NotFound",
+            )
+        docs = await executors.call(
+            "/telemetry/metrics",
+            DocList[TelemetrySnapshot]([TelemetrySnapshot(service="gateway")]),
+            TelemetrySnapshot,
+        )
+        texts = {doc.service: doc.text for doc in docs if doc.text}
+        text = await run_in_threadpool(merge_expositions, texts)
+        return Response(text, media_type=CONTENT_TYPE)
 
     @app.post(
         "/datasets",

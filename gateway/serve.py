@@ -4,6 +4,10 @@
 ``python -m gateway.serve --port 54321 --http-port 54322 --data-dir DIR`` from the repository.
 The Flow blocks until SIGINT/SIGTERM, then stops every executor; the trainer stops its
 workers without ending their runs, so the next start resumes them.
+
+Telemetry (``docs/telemetry.md``) is off unless asked for: ``--otlp-endpoint`` sends traces and
+metrics to an OpenTelemetry collector, ``--metrics`` serves Prometheus metrics at the HTTP
+port's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from searchtuner.errors import ConfigError
+from searchtuner.telemetry.config import (
+    METRICS_ENV,
+    OTLP_ENDPOINT_ENV,
+    check_endpoint,
+    config_from_env,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FLOW = REPO / "flows" / "finetune.yml"
@@ -42,6 +54,19 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="runs that train at once; the rest wait in QUEUED (default 1)",
     )
+    options.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        help="send traces and metrics to this OpenTelemetry collector (OTLP/gRPC), e.g. "
+        f"http://127.0.0.1:4317 (default: ${OTLP_ENDPOINT_ENV} or $OTEL_EXPORTER_OTLP_ENDPOINT; "
+        "none: no traces)",
+    )
+    options.add_argument(
+        "--metrics",
+        action="store_true",
+        default=None,
+        help=f"serve Prometheus metrics at the HTTP port's /metrics (or ${METRICS_ENV}=true)",
+    )
     return options
 
 
@@ -65,6 +90,15 @@ def configure(args: argparse.Namespace) -> str:
             raise SystemExit(f"{name} must be a TCP port (1-65535), got {port}")
     if args.port == args.http_port:
         raise SystemExit("--port and --http-port must differ")
+    try:
+        if args.otlp_endpoint:
+            check_endpoint(args.otlp_endpoint, "--otlp-endpoint")
+            os.environ[OTLP_ENDPOINT_ENV] = args.otlp_endpoint
+        if args.metrics:
+            os.environ[METRICS_ENV] = "true"
+        config_from_env()  # every part reads it: a bad value stops the start here, not there
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
     return uri
 
 
@@ -74,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = configure(args)
     from jina import Flow  # after the environment is set: executors read it when they start
 
-    flow = Flow.load_config(
-        str(FLOW), uses_with={"port": [args.port, args.http_port], "host": args.host}
-    )
+    overrides = {"port": [args.port, args.http_port], "host": args.host}
+    telemetry = config_from_env().flow_options()  # {} unless an OTLP endpoint is set
+    flow = Flow.load_config(str(FLOW), uses_with={**overrides, **telemetry})
     with flow:
         print(
             f"SearchTuner is serving: grpc://{args.host}:{args.port}  "

@@ -86,6 +86,7 @@ def serve_command(args: argparse.Namespace) -> tuple[list[str], Path]:
         ("--host", args.host),
         ("--store", args.store),
         ("--max-concurrent-runs", args.max_concurrent_runs),
+        ("--otlp-endpoint", args.otlp_endpoint),
     ]
     data_dir = args.data_dir
     if data_dir is None and args.store is None and not os.environ.get("SEARCHTUNER_STORE"):
@@ -95,6 +96,8 @@ def serve_command(args: argparse.Namespace) -> tuple[list[str], Path]:
     for flag, value in options:
         if value is not None:
             argv += [flag, str(value)]
+    if args.metrics:
+        argv.append("--metrics")
     return argv, root
 
 
@@ -135,6 +138,16 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     store.add_argument("--store", help="store URI instead, e.g. s3://bucket/prefix")
     serve.add_argument(
         "--max-concurrent-runs", type=int, help="runs that train at once (default 1)"
+    )
+    serve.add_argument(
+        "--otlp-endpoint",
+        help="send traces and metrics to an OpenTelemetry collector (OTLP/gRPC), e.g. "
+        "http://127.0.0.1:4317 (default: none; see docs/telemetry.md)",
+    )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at the HTTP port's /metrics",
     )
     serve.set_defaults(func=_serve)
 

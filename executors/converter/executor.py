@@ -69,9 +69,13 @@ class Converter(ServiceExecutor):
         if not len(docs):
             raise InvalidRequest("/runs/create got no documents: send one FitRequest per run")
         records: list[RunRecord] = []
+        tracing_context = kwargs.get("tracing_context")
         try:
             for doc in docs:
-                records.append(self._create(owner, doc))
+                with self.telemetry.span("searchtuner.validate", tracing_context) as span:
+                    records.append(self._create(owner, doc))
+                    if span is not None:
+                        span.set_attribute("searchtuner.run.id", records[-1].run_id)
         except SearchTunerError as err:
             # The request fails as a whole, so the runs validated before this one never reach
             # the trainer: end them rather than leave them VALIDATING.
@@ -92,6 +96,8 @@ class Converter(ServiceExecutor):
                 name=doc.name or None,
                 onnx=doc.onnx,
                 checkpoint_every_steps=doc.checkpoint_every_steps or None,
+                processes_per_node=doc.processes_per_node,
+                nnodes=doc.nnodes,
             )
         except SearchTunerError as err:  # nothing recorded: there is no valid request to keep
             raise InvalidRequest(f"the fit request is invalid: {err}") from err

@@ -6,7 +6,10 @@ route) embed the documents of the request and hand them on with all their other 
 the encoder chains in front of an indexer on ``/index`` and ``/search``.
 """
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +18,14 @@ from docarray.base_doc import AnyDoc
 from jina import Executor, dynamic_batching, requests
 
 from searchtuner import serving
+from searchtuner.service.schemas import TelemetrySnapshot
+from searchtuner.telemetry.instruments import EncodeMeter
+
+try:
+    from executors.common.telemetry import METRICS_ENDPOINT, ExecutorTelemetry
+except ModuleNotFoundError:  # jina imports this file by path (py_modules), maybe from elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from executors.common.telemetry import METRICS_ENDPOINT, ExecutorTelemetry
 
 # What the decorator gives; config.yml repeats it, and `uses_dynamic_batching` overrides it.
 PREFERRED_BATCH_SIZE = 64
@@ -68,6 +79,11 @@ class Encoder(Executor):
         self._compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         if threads is not None and self.encoder.config.backend is serving.Backend.TORCH:
             self._compute.submit(torch.set_num_threads, threads).result()
+        name = getattr(self.metas, "name", "") or type(self).__name__
+        self.telemetry = ExecutorTelemetry(name, self.tracer, self.tracer_provider)
+        meter = self.telemetry.meter
+        backend_name = self.encoder.config.backend.value
+        self.encode_meter = EncodeMeter(meter, backend_name) if meter is not None else None
         self.logger.info(f"serving {self.encoder.describe()}")
 
     @requests(on="/encode")
@@ -98,10 +114,21 @@ class Encoder(Executor):
             return None  # type: ignore[return-value]  # jina: None keeps the request as it is
         return self._embed(docs)
 
+    @requests(on=METRICS_ENDPOINT)
+    def telemetry_metrics(
+        self, docs: DocList[TelemetrySnapshot], **kwargs: Any
+    ) -> DocList[TelemetrySnapshot]:
+        """Append this executor's metrics (encode latency, documents) in Prometheus text."""
+        return self.telemetry.append_snapshot(docs)
+
     def _embed(self, docs: DocList[AnyDoc]) -> DocList[AnyDoc]:
-        return DocList[AnyDoc](self._compute.submit(self.encoder.embed_docs, docs).result())
+        timer = self.encode_meter.measure(len(docs)) if self.encode_meter else nullcontext()
+        with timer:
+            embedded = self._compute.submit(self.encoder.embed_docs, docs).result()
+        return DocList[AnyDoc](embedded)
 
     def close(self) -> None:
-        """Stop the compute thread when the executor shuts down."""
+        """Stop the compute thread when the executor shuts down; push the last metrics."""
         self._compute.shutdown(wait=True)
+        self.telemetry.close()
         super().close()

@@ -28,6 +28,7 @@ from searchtuner.service.schemas import (
     UploadStatus,
 )
 from searchtuner.store import open_store
+from searchtuner.telemetry.instruments import IngestMeter
 
 try:
     from executors.common.errors import InvalidRequest
@@ -61,6 +62,8 @@ class Ingest(ServiceExecutor):
         super().__init__(**kwargs)
         self.store = open_store(store_uri_or_default(store_uri))
         self.uploads = UploadSession(idle_timeout_s=upload_idle_timeout, max_open=max_open_uploads)
+        meter = self.telemetry.meter
+        self.ingest_meter = IngestMeter(meter) if meter is not None else None
 
     @requests(on="/datasets/begin")
     def begin(
@@ -83,6 +86,7 @@ class Ingest(ServiceExecutor):
         upload_id = _upload_id(parameters.get("upload_id"), "/datasets/append")
         items = [_as_item(doc, offset) for offset, doc in enumerate(docs)]
         received = self.uploads.add(self.store.for_owner(owner), upload_id, items)
+        self._count(len(items))
         return DocList[UploadStatus]([UploadStatus(upload_id=upload_id, received=received)])
 
     @requests(on="/datasets/append_packed")
@@ -110,6 +114,7 @@ class Ingest(ServiceExecutor):
                         "the image's bytes (base64 in JSON lines) instead"
                     )
             received += self.uploads.add(store, upload_id, records)
+            self._count(len(records))
         return DocList[UploadStatus]([UploadStatus(upload_id=upload_id, received=received)])
 
     @requests(on="/datasets/commit")
@@ -131,6 +136,10 @@ class Ingest(ServiceExecutor):
         owner = owner_of(parameters)
         infos = reversed(list_datasets(self.store.for_owner(owner)))
         return DocList[DatasetDoc]([dataset_doc(info) for info in infos])
+
+    def _count(self, documents: int) -> None:
+        if self.ingest_meter is not None:
+            self.ingest_meter.record(documents)
 
     def close(self) -> None:
         """Abort open uploads (their clients must upload again) and release the store."""

@@ -61,7 +61,8 @@ class Publisher(ServiceExecutor):
         """
         responses = DocList[PublishResponse]()
         for doc in docs:
-            handle = self._publish_one(doc)
+            with self.telemetry.attached(kwargs.get("tracing_context")):
+                handle = self._publish_one(doc)  # its span: searchtuner.publish
             responses.append(
                 PublishResponse(
                     id=doc.id,

@@ -20,6 +20,8 @@ from jina import requests
 from searchtuner.runs import RunRegistry, RunState, RunSupervisor
 from searchtuner.service.schemas import EventDoc, LogDoc, MetricsDoc, RunDoc, RunQuery
 from searchtuner.store import open_store
+from searchtuner.telemetry import RunCensus, current_carrier
+from searchtuner.telemetry.instruments import observe_runs
 
 try:
     from executors.common.errors import InvalidRequest
@@ -72,12 +74,19 @@ class RunTrainer(ServiceExecutor):
             cancel_grace=cancel_grace,
         )
         self.supervisor.start()
+        if self.telemetry.meter is not None:
+            census = RunCensus(self.registry, [owner_of(None)])
+            observe_runs(self.telemetry.meter, census, self.supervisor.status)
 
     @requests(on="/runs/create")
     def create(
         self, docs: DocList[RunDoc], parameters: dict[str, Any], **kwargs: Any
     ) -> DocList[RunDoc]:
-        """Queue the runs the converter validated; answers at once, in state QUEUED."""
+        """Queue the runs the converter validated; answers at once, in state QUEUED.
+
+        With tracing on, the run's record keeps the trace context of this request: the
+        worker's spans, however much later they start, join this request's trace.
+        """
         owner = owner_of(parameters)
         queued = []
         for doc in docs:
@@ -87,7 +96,14 @@ class RunTrainer(ServiceExecutor):
                     f"run {doc.run_id} is {record.state}, not VALIDATING: only runs the "
                     "converter has checked can be queued; start runs with /runs/create"
                 )
-            queued.append(run_doc(self.supervisor.submit(owner, doc.run_id)))
+            attributes = {"searchtuner.run.id": doc.run_id}
+            with self.telemetry.span(
+                "searchtuner.queue", kwargs.get("tracing_context"), attributes
+            ):
+                carrier = current_carrier()  # {} while tracing is off
+                if carrier:
+                    self.registry.update(owner, doc.run_id, trace_context=carrier)
+                queued.append(run_doc(self.supervisor.submit(owner, doc.run_id)))
         return DocList[RunDoc](queued)
 
     @requests(on="/runs/get")

@@ -12,6 +12,7 @@ from searchtuner.artifacts.bundle import save_bundle
 from searchtuner.artifacts.checkpoint import load_model_checkpoint
 from searchtuner.artifacts.handles import ModelHandle, publish_bundle
 from searchtuner.artifacts.model_card import ModelCardInfo
+from searchtuner.telemetry.tracing import span
 
 if TYPE_CHECKING:
     from searchtuner.store.base import Store
@@ -60,8 +61,17 @@ def publish_checkpoint(
             export to ONNX.
         StoreError: the store cannot be read or written.
     """
-    model, info = load_model_checkpoint(store, checkpoint_key)
-    card = card_from_info(info)
-    with tempfile.TemporaryDirectory(prefix="searchtuner-publish-") as scratch:
-        folder = save_bundle(model, Path(scratch) / "bundle", card=card, onnx=onnx)
-        return publish_bundle(folder, store, prefix=prefix)
+    attributes: dict[str, str | bool] = {
+        "searchtuner.checkpoint": checkpoint_key,
+        "searchtuner.onnx": onnx,
+    }
+    with span("searchtuner.publish", attributes) as current:
+        model, info = load_model_checkpoint(store, checkpoint_key)
+        card = card_from_info(info)
+        with tempfile.TemporaryDirectory(prefix="searchtuner-publish-") as scratch:
+            folder = save_bundle(model, Path(scratch) / "bundle", card=card, onnx=onnx)
+            handle = publish_bundle(folder, store, prefix=prefix)
+        if current is not None:
+            current.set_attribute("searchtuner.model.sha256", handle.sha256)
+            current.set_attribute("searchtuner.model.size", handle.size)
+        return handle

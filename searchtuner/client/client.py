@@ -103,6 +103,8 @@ class Client:
         model_options: dict[str, Any] | None = None,
         name: str | None = None,
         onnx: bool = True,
+        processes_per_node: int = 1,
+        nnodes: int = 1,
         data_kind: str | None = None,
         progress: bool = False,
         config: Mapping[str, Any] | None = None,
@@ -119,6 +121,9 @@ class Client:
             model_options: conversion options: pooling, freeze, output_dim, normalize...
             name: a name for people.
             onnx: also export ``model.onnx`` into the model bundle.
+            processes_per_node: training processes per node, one per GPU: more than one
+                trains data-parallel; ``batch_size`` stays the batch of one step over all.
+            nnodes: nodes the run spans (where the service can launch multi-node runs).
             data_kind: the kind of the data uploaded here (default: inferred).
             progress: show a progress bar while uploading.
             config: training settings as a dict; ``training_parameters`` override it.
@@ -147,6 +152,8 @@ class Client:
             config={**dict(config or {}), **training_parameters},
             name=name or "",
             onnx=onnx,
+            processes_per_node=processes_per_node,
+            nnodes=nnodes,
         )
         return Run(self, self.transport.create_run(request))
 

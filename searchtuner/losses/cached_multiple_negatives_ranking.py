@@ -19,6 +19,7 @@ from searchtuner.losses.multiple_negatives_ranking import MultipleNegativesRanki
 
 Batch = dict[str, Tensor]
 Model = Callable[[Batch], Tensor]
+Gather = Callable[[Tensor], Tensor]
 
 
 class RandomState:
@@ -72,7 +73,9 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
             raise ConfigError(f"mini_batch_size must be at least 1, got {mini_batch_size}")
         self.mini_batch_size = mini_batch_size
 
-    def step(self, model: Model, query_batch: Batch, doc_batch: Batch) -> Tensor:
+    def step(
+        self, model: Model, query_batch: Batch, doc_batch: Batch, gather: Gather | None = None
+    ) -> Tensor:
         """Compute the loss and accumulate its gradient into the model's parameters.
 
         Does not zero gradients or step an optimizer.
@@ -82,6 +85,10 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
                 embeddings; called once per mini-batch without and once with a graph.
             query_batch: the ``B`` queries.
             doc_batch: ``B + H`` documents: the positives in query order, then hard negatives.
+            gather: data-parallel training: maps this process's cached embeddings to those
+                of all processes (``searchtuner.training.distributed.all_gather``), so the
+                loss is that of the global batch; positives and hard negatives are gathered
+                apart, keeping every query's positive at its own row.
 
         Returns:
             The detached scalar loss.
@@ -103,7 +110,14 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
                     outputs.append(model(chunk))
                 cached[side] = torch.cat(outputs).detach().requires_grad_()
 
-        loss = self(cached["query"], cached["document"])
+        queries, documents = cached["query"], cached["document"]
+        if gather is not None:
+            n = queries.shape[0]
+            documents = torch.cat([gather(documents[:n]), *(
+                [gather(documents[n:])] if documents.shape[0] > n else []
+            )])  # fmt: skip
+            queries = gather(queries)
+        loss = self(queries, documents)
         loss.backward()
 
         for side, side_chunks in chunks.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from searchtuner.errors import SearchTunerError
@@ -34,6 +35,10 @@ class EventSink:
         owner: the run's owner.
         run_id: the run.
         interval: seconds between background flushes.
+
+    Attributes:
+        on_transition: called with the record after each state change this sink writes
+            (the run's trace follows the phases this way).
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class EventSink:
         self._write_lock = threading.RLock()  # one writer of events at a time: seq order
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_transition: list[Callable[[RunRecord], None]] = []
 
     def start(self) -> None:
         """Start flushing in the background every ``interval`` seconds."""
@@ -106,10 +112,13 @@ class EventSink:
         """Flush, then change the run's state (so events stay in the order they happened)."""
         with self._write_lock:
             self.flush()
-            return self.registry.transition(
+            record = self.registry.transition(
                 self.owner, self.run_id, state, reason=reason, message=message, data=data,
                 **fields,
             )  # fmt: skip
+        for observer in self.on_transition:
+            observer(record)
+        return record
 
     def close(self) -> None:
         """Stop the background thread and write what is left."""

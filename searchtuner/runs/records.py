@@ -52,6 +52,9 @@ class RunRecord(BaseModel):
         model_handle: the published model's handle once FINISHED.
         summary: what validation found (model, item counts, parameter counts).
         metrics: the latest ``{"before": {...}, "after": {...}}`` retrieval metrics.
+        trace_context: the W3C trace context (``traceparent``) of the request that queued
+            the run, when tracing is on: every worker attempt traces under it, so the run is
+            one trace (see ``searchtuner.telemetry``).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -71,6 +74,7 @@ class RunRecord(BaseModel):
     model_handle: str | None = None
     summary: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    trace_context: dict[str, str] = Field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:

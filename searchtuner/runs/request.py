@@ -7,13 +7,16 @@ import math
 import re
 from typing import TYPE_CHECKING, Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from searchtuner.data.schemas import DataKind
 from searchtuner.device import resolve_device
 from searchtuner.errors import ConfigError, invalid_choice
 from searchtuner.models.build import build_model
 from searchtuner.models.registry import REGISTRY
-from searchtuner.training.config import TrainConfig
+from searchtuner.training.config import Objective, TrainConfig
+from searchtuner.training.distributed import split_batch
 
 if TYPE_CHECKING:
     from searchtuner.data.stored import StoredDataset
@@ -32,6 +35,8 @@ and the training loop cannot disagree about it.
 """
 
 _ORGANISATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_PROCESSES_PER_NODE = 64
+MAX_NODES = 256
 
 
 class RunRequest(BaseModel):
@@ -57,6 +62,22 @@ class RunRequest(BaseModel):
     onnx: bool = Field(True, description="put model.onnx into the published bundle")
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="save a resumable checkpoint every N steps (default: 4 per epoch)"
+    )
+    processes_per_node: int = Field(
+        1,
+        ge=1,
+        le=MAX_PROCESSES_PER_NODE,
+        description=(
+            "training processes on each node: one per GPU with device 'cuda', or several CPU "
+            "processes; more than one trains data-parallel (torchrun). config.batch_size "
+            "stays the batch of one step over all processes"
+        ),
+    )
+    nnodes: int = Field(
+        1,
+        ge=1,
+        le=MAX_NODES,
+        description="nodes the run spans (multi-node runs need a deployment that launches them)",
     )
 
     def __init__(self, **data: Any) -> None:
@@ -102,6 +123,11 @@ class RunRequest(BaseModel):
             )
         _check_json(value, "config")
         return value
+
+    @property
+    def world_size(self) -> int:
+        """Training processes over all nodes."""
+        return self.processes_per_node * self.nnodes
 
     def train_config(self) -> TrainConfig:
         """The validated training parameters.
@@ -204,7 +230,7 @@ def open_request_dataset(
 
 
 def validate_request(
-    request: RunRequest, owner_store: Store, *, build: bool = True
+    request: RunRequest, owner_store: Store, *, build: bool = True, max_nodes: int = 1
 ) -> dict[str, Any]:
     """Check everything about a request that can be checked before a worker starts.
 
@@ -214,6 +240,9 @@ def validate_request(
         build: also build the model architecture without pretrained weights, which catches
             options that do not fit the backbone (e.g. ``mlp`` without ``input_dim``) in well
             under a second.
+        max_nodes: the most nodes the deployment can launch a run on. The trainer service's
+            own supervisor starts runs on its node only (1); a deployment with a multi-node
+            launcher (Kubernetes) raises it.
 
     Returns:
         A summary: ``{"model", "train_items", "eval_items", "kind", ...}``; with ``build``
@@ -225,7 +254,8 @@ def validate_request(
     """
     model = registered_model_name(request.model)
     config = request.train_config()
-    resolve_device(config.device)  # CUDA asked for where there is none: say so now
+    device = resolve_device(config.device)  # CUDA asked for where there is none: say so now
+    _check_processes(request, config, device, max_nodes)
     summary: dict[str, Any] = {"model": model}
     if build:
         options = {**request.model_options, "pretrained": False}
@@ -246,8 +276,44 @@ def validate_request(
     train = open_request_dataset(owner_store, request.train_data, "train_data")
     summary["train_items"] = train.info.n_items
     summary["kind"] = None if train.info.kind is None else train.info.kind.value
+    if request.world_size > 1:
+        labels = config.objective is Objective.LABELS or (
+            config.objective is Objective.AUTO and train.info.kind is DataKind.LABELED
+        )
+        group = config.samples_per_label if labels else 1
+        try:
+            split_batch(config.batch_size, request.world_size, group)
+        except ConfigError as err:
+            raise ConfigError(
+                f"{err} (processes_per_node={request.processes_per_node} × nnodes={request.nnodes})"
+            ) from err
     summary["eval_items"] = None
     if request.eval_data is not None:
         evaluation = open_request_dataset(owner_store, request.eval_data, "eval_data")
         summary["eval_items"] = evaluation.info.n_items
     return summary
+
+
+def _check_processes(
+    request: RunRequest, config: TrainConfig, device: torch.device, max_nodes: int
+) -> None:
+    """Refuse process counts this deployment or this node cannot run."""
+    if request.nnodes > max_nodes:
+        raise ConfigError(
+            f"nnodes={request.nnodes}, but this service launches runs on at most {max_nodes} "
+            "node(s); set nnodes=1 and use processes_per_node for the GPUs of one node (a "
+            "multi-node run needs a launcher such as the Kubernetes one, docs/distributed.md)"
+        )
+    if request.processes_per_node == 1 or device.type != "cuda":
+        return
+    if device.index is not None:
+        raise ConfigError(
+            f"config.device={config.device!r} pins one GPU, but processes_per_node="
+            f"{request.processes_per_node}; set device='cuda': each process uses its own GPU"
+        )
+    count = torch.cuda.device_count()
+    if request.processes_per_node > count:
+        raise ConfigError(
+            f"processes_per_node={request.processes_per_node} asks for one GPU per process, "
+            f"but this node has {count}; use processes_per_node <= {count}"
+        )

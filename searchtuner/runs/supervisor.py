@@ -4,11 +4,14 @@ It lives inside a long-running service process (the trainer executor). All of it
 happens on one background thread; the public methods may be called from any thread.
 
 Each worker runs in a process group of its own (``start_new_session``), so cancelling a run
-signals the worker and everything it started (data-loader processes, torchrun ranks), and a
-crash of the worker cannot take the service down with it. A worker that dies without
-finishing (killed, out of memory) is launched again and resumes from its last checkpoint, up
-to ``max_attempts`` crashes. Stopping the supervisor stops its workers but leaves their runs
-live in the store, and the next supervisor to start resumes them.
+signals the worker and everything it started (data-loader processes), and a crash of the
+worker cannot take the service down with it. A run with ``processes_per_node > 1`` starts
+torchrun instead (:func:`torchrun_command`); torchrun passes SIGTERM on to its processes,
+which sit in sessions of their own, and they exit by themselves once torchrun or the
+supervisor is gone. A worker that dies without finishing (killed, out of memory) is
+launched again and resumes from its last checkpoint, up to ``max_attempts`` crashes.
+Stopping the supervisor stops its workers but leaves their runs live in the store, and the
+next supervisor to start resumes them.
 
 Run one supervisor per store: a second one would resume the same runs on start-up. Create
 and start it in the process that keeps it (for a Jina executor: in ``__init__``, which runs in
@@ -319,11 +322,22 @@ class RunSupervisor:
             "--store", self._store_uri_for_workers(), "--owner", owner, "--run", run_id,
             "--scratch", str(folder / "work"),
         ]  # fmt: skip
+        env = self._worker_env()
+        processes, nodes = record.request.processes_per_node, record.request.nnodes
+        if nodes > 1:
+            self._end(owner, run_id, RunState.FAILED,
+                      f"nnodes={nodes}: this trainer service starts runs on its own node only; "
+                      "use nnodes=1, or a multi-node launcher (docs/distributed.md)")  # fmt: skip
+            return
+        if processes > 1:
+            command = torchrun_command(command[1:], processes, watch_pid=os.getpid())
+            # torchrun would pin each process to one thread; share the node's cores instead.
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
         try:
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=self._worker_env(), start_new_session=True, close_fds=True,
+                    env=env, start_new_session=True, close_fds=True,
                 )  # fmt: skip
         except OSError as err:
             self._end(owner, run_id, RunState.FAILED,
@@ -438,6 +452,30 @@ class RunSupervisor:
     def _signal(worker: _Worker, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
             os.killpg(worker.process.pid, sig)
+
+
+def torchrun_command(
+    worker: list[str], processes_per_node: int, *, watch_pid: int | None = None
+) -> list[str]:
+    """The command that starts ``worker`` (``["-m", "searchtuner.runs.worker", ...]``) as
+    ``processes_per_node`` data-parallel processes on this node.
+
+    ``--standalone`` picks a free rendezvous port on this host; torchrun does not restart
+    failed processes (the supervisor resumes the run from its last checkpoint instead), and
+    the processes watch ``watch_pid`` (the supervisor): torchrun's agent outlives a killed
+    service, its workers must not. ``--`` after the module ends torchrun's options: it would
+    otherwise take the worker's ``--run`` for an abbreviation of its ``--run-path``.
+    """
+    if worker[:1] != ["-m"]:
+        raise ValueError(f"expected ['-m', module, ...], got {worker[:2]}")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={processes_per_node}", "--max-restarts=0", *worker[:2], "--",
+        *worker[2:],
+    ]  # fmt: skip
+    if watch_pid is not None:
+        command += ["--watch-pid", str(watch_pid)]
+    return command
 
 
 def describe_exit(code: int) -> str:

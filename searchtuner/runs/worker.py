@@ -9,6 +9,11 @@ the store if there is one, trains while writing progress events and checkpoints,
 and publishes the model. Everything it knows goes to the store, so a worker that dies at any
 point loses at most the steps since its last checkpoint.
 
+A run asking for several processes (``processes_per_node``, ``nnodes``) is started by
+torchrun, which runs this module once per process (docs/distributed.md has the command
+line). Rank 0 does all of the above; the other ranks train in step with it and write
+nothing (:mod:`searchtuner.runs.replica`).
+
 Exit codes: 0 when the worker wrote a terminal state itself (FINISHED or FAILED) or found the
 run terminal already; 1 after a crash that left the run live (the supervisor relaunches it);
 2 for bad arguments; 3 when the supervisor that started it is gone; 4 when it saw a cancel
@@ -32,6 +37,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import torch
+
 from searchtuner.artifacts.checkpoint import save_model_checkpoint
 from searchtuner.artifacts.publish import publish_checkpoint
 from searchtuner.errors import ConfigError, SearchTunerError
@@ -46,6 +53,9 @@ from searchtuner.runs.states import RunState
 from searchtuner.store.base import Store
 from searchtuner.store.errors import NotFound, StoreError
 from searchtuner.store.factory import open_store
+from searchtuner.telemetry.run_trace import RunTrace
+from searchtuner.telemetry.tracing import install_from_env
+from searchtuner.training import distributed
 from searchtuner.training.callbacks import Callback, Progress
 from searchtuner.training.config import TrainConfig
 from searchtuner.training.state import TrainState
@@ -85,7 +95,13 @@ class WorkerStopped(BaseException):  # a control-flow signal, like KeyboardInter
 
 
 def run_worker(
-    store: Store, owner: str, run_id: str, scratch: str | Path, *, flush_interval: float = 1.0
+    store: Store,
+    owner: str,
+    run_id: str,
+    scratch: str | Path,
+    *,
+    flush_interval: float = 1.0,
+    env: distributed.DistributedEnv | None = None,
 ) -> int:
     """Take one run from PREPARING to a terminal state, in this process.
 
@@ -95,6 +111,8 @@ def run_worker(
         run_id: the run.
         scratch: a local folder for checkpoints being written or downloaded.
         flush_interval: seconds between writes of buffered events.
+        env: this process's place in a data-parallel run (rank 0; the other ranks run
+            :func:`~searchtuner.runs.replica.run_replica`); default: one process.
 
     Returns:
         The exit code (see the module docstring).
@@ -120,10 +138,13 @@ def run_worker(
         root.setLevel(logging.INFO)
     root.addHandler(handler)
     sink.start()
-    job = _Job(registry, sink, record, Path(scratch))
+    job = _Job(registry, sink, record, Path(scratch), env or distributed.DistributedEnv())
+    run_trace = RunTrace(record).start()  # no-op unless tracing is on
+    sink.on_transition.append(run_trace.phase)
     try:
         return job.run()
     finally:
+        run_trace.end()
         root.removeHandler(handler)
         root.setLevel(old_level)
         try:
@@ -136,18 +157,28 @@ class _Job:
     """One attempt at one run; see :func:`run_worker`."""
 
     def __init__(
-        self, registry: RunRegistry, sink: EventSink, record: RunRecord, scratch: Path
+        self,
+        registry: RunRegistry,
+        sink: EventSink,
+        record: RunRecord,
+        scratch: Path,
+        env: distributed.DistributedEnv,
     ) -> None:
         self.registry, self.sink, self.record = registry, sink, record
         self.owner, self.run_id = record.owner, record.run_id
         self.request = record.request
         self.mine = registry.owner_store(self.owner)
         self.scratch = scratch
+        self.env = env
+        self.resumed_key: str | None = None
         scratch.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> int:
         try:
             self._execute()
+            # After an error the process exits instead: a group torn down while other ranks
+            # wait in a collective can hang (NCCL).
+            distributed.teardown()
             return EXIT_OK
         except (WorkerStopped, KeyboardInterrupt) as stop:
             code = stop.exit_code if isinstance(stop, WorkerStopped) else EXIT_TERMINATED
@@ -170,6 +201,11 @@ class _Job:
             return self._fail(f"{err}; fix the request and start a new run")
         except Exception as err:
             logger.error("the trainer worker failed:\n%s", traceback.format_exc())
+            if self.env.is_distributed:
+                # Another rank that died surfaces here as an error of a collective (gloo:
+                # "Connection reset by peer"), not told apart from a bug by its type: a
+                # crash, which the supervisor resumes (and fails after max_attempts).
+                return EXIT_CRASHED
             return self._fail(
                 f"internal error in the trainer worker: {type(err).__name__}: {err}; the log "
                 "has the traceback"
@@ -197,6 +233,11 @@ class _Job:
         self._check_cancel()
         model_name = registered_model_name(request.model)
         config = request.train_config()
+        env = self.env
+        if env.is_distributed:  # joins the other ranks (searchtuner.runs.replica)
+            device = distributed.device_for(config.device, env.local_rank, env.world_size)
+            distributed.init_process_group(env, device)
+            logger.info("training data-parallel: %d processes", env.world_size)
         train_set = open_request_dataset(self.mine, request.train_data, "train_data")
         train_docs = train_set.docs()
         eval_docs = None
@@ -208,15 +249,18 @@ class _Job:
             len(train_docs),
             "" if eval_docs is None else f" and {len(eval_docs)} evaluation item(s)",
         )
+        torch.manual_seed(config.seed)  # new layers (a projection head) start the same each time
         model = _build(model_name, request.model_options)
         progress = _RunProgress(self, config)
         checkpoints = _StoreCheckpoint(self)
         trainer = Trainer(
             model, train_docs, eval_data=eval_docs, config=config,
             callbacks=[progress, checkpoints, _CancelWatch(self)],
+            rank=env.rank, world_size=env.world_size, local_rank=env.local_rank,
         )  # fmt: skip
         checkpoints.every_steps = request.checkpoint_every_steps
         resumed = self._resume(trainer)
+        distributed.broadcast_object(self.resumed_key)  # the other ranks load it too
         self.sink.transition(
             RunState.TRAINING,
             message=(
@@ -260,6 +304,7 @@ class _Job:
             finally:
                 local.unlink(missing_ok=True)
             logger.info("resuming from step %d (%s)", trainer.state.global_step, key)
+            self.resumed_key = key
             return trainer.state.global_step
         if keys:
             logger.warning("no checkpoint could be loaded; training starts from the beginning")
@@ -539,18 +584,28 @@ class _CancelWatch(Callback):
 # -- the process ---------------------------------------------------------------------------
 
 
-def _watch_parent(interval: float = 1.0) -> None:
-    """Exit (code 3) once the process that started this one is gone.
+def _watch_parent(interval: float = 1.0, also: int | None = None) -> None:
+    """Exit (code 3) once the process that started this one is gone, or process ``also``.
 
     The run stays live in the store, so the next supervisor resumes it; without this, an
-    orphaned worker would keep training and writing beside the resumed one.
+    orphaned worker would keep training and writing beside the resumed one. Under torchrun
+    the parent is torchrun's agent, so the supervisor passes its own pid as ``also``.
     """
     parent = os.getppid()
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
 
     def watch() -> None:
         while True:
             time.sleep(interval)
-            if os.getppid() != parent:
+            if os.getppid() != parent or (also is not None and gone(also)):
                 os.write(2, b"searchtuner worker: the supervisor is gone; exiting\n")
                 os._exit(EXIT_ORPHANED)
 
@@ -570,12 +625,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--store", required=True, help="store URI (file:///dir, s3://bucket)")
     parser.add_argument("--owner", required=True, help="the run's owner")
-    parser.add_argument("--run", required=True, dest="run_id", help="the run id")
+    parser.add_argument("--run", "--run-id", required=True, dest="run_id", help="the run id")
     parser.add_argument("--scratch", required=True, help="a local folder for checkpoints")
     parser.add_argument("--flush-interval", type=float, default=1.0,
                         help="seconds between writes of buffered events")  # fmt: skip
     parser.add_argument("--no-parent-watch", action="store_true",
                         help="keep running when the starting process exits")  # fmt: skip
+    parser.add_argument("--watch-pid", type=int, default=None,
+                        help="also exit when this process (the supervisor) is gone")  # fmt: skip
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # left by a launcher that ends its own options with `--`
+        argv = argv[1:]
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr,
@@ -583,20 +643,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     signal.signal(signal.SIGTERM, _on_sigterm)
     if not args.no_parent_watch:
-        _watch_parent()
+        _watch_parent(also=args.watch_pid)
     try:
         store = open_store(args.store)
+        env = distributed.DistributedEnv.from_env()  # torchrun's RANK, WORLD_SIZE, ...
     except SearchTunerError as err:
         print(f"searchtuner worker: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if not env.is_main:
+        from searchtuner.runs.replica import run_replica
+
+        try:
+            return run_replica(store, args.owner, args.run_id, args.scratch, env)
+        except WorkerStopped as stop:
+            return stop.exit_code
+        finally:
+            store.close()
+    tracer_provider = install_from_env("searchtuner-worker")  # None unless tracing is on
     try:
         return run_worker(
-            store, args.owner, args.run_id, args.scratch, flush_interval=args.flush_interval
-        )
+            store, args.owner, args.run_id, args.scratch, flush_interval=args.flush_interval,
+            env=env,
+        )  # fmt: skip
     except WorkerStopped as stop:  # SIGTERM outside the job (while starting or flushing)
         return stop.exit_code
     finally:
         store.close()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # sends the spans still batched
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ endpoint                      docs in                parameters          docs ou
 ``/runs/metrics``             ``RunQuery``                               ``MetricsDoc``
 ``/runs/logs``                ``RunQuery``                               ``LogDoc``
 ``/publish``                  ``PublishRequest``                         ``PublishResponse``
+``/telemetry/metrics``        ``TelemetrySnapshot``                      ``TelemetrySnapshot``
 ============================  =====================  ==================  ==================
 
 Every request may carry ``parameters={"token": ...}``: the owner is derived from the token
@@ -102,6 +103,10 @@ class FitRequest(BaseDoc):
     checkpoint_every_steps: int = Field(
         default=0, description="Save a resumable checkpoint every N steps; 0 lets the worker pick."
     )
+    processes_per_node: int = Field(
+        default=1, description="Training processes per node (one per GPU); >1: data-parallel."
+    )
+    nnodes: int = Field(default=1, description="Nodes the run spans (multi-node deployments).")
 
 
 class RunQuery(BaseDoc):
@@ -201,3 +206,11 @@ class PackedBatch(BaseDoc):
     format: str = Field(default="jsonl", description="jsonl or csv")
     data: bytes = Field(default=b"", description="zlib-compressed rows")
     items: int = Field(default=0, description="How many rows the batch holds.")
+
+
+class TelemetrySnapshot(BaseDoc):
+    """What one process of the service measures (``/telemetry/metrics``): each executor of the
+    chain appends one, and the gateway merges them into its ``GET /metrics``."""
+
+    service: str = Field(default="", description="The part that measured: ingest, trainer...")
+    text: str = Field(default="", description="Its metrics in the Prometheus text format.")

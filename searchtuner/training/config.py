@@ -27,8 +27,11 @@ class Scheduler(StrEnum):
 
 
 class Precision(StrEnum):
+    """Arithmetic of the model's forward and backward passes (weights stay float32)."""
+
+    AUTO = "auto"  # bf16 on CUDA GPUs that support it, fp32 elsewhere
     FP32 = "fp32"
-    BF16 = "bf16"  # autocast to bfloat16 on CUDA
+    BF16 = "bf16"  # autocast to bfloat16 on CUDA; losses are still computed in float32
 
 
 class TrainConfig(BaseModel):
@@ -43,7 +46,15 @@ class TrainConfig(BaseModel):
     objective: Objective = Field(Objective.AUTO, description="what to learn from (auto: by data)")
     epochs: int = Field(1, ge=1, le=1000, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    batch_size: int = Field(32, ge=2, description="items per batch (pairs per batch for pairs)")
+    batch_size: int = Field(
+        32,
+        ge=2,
+        description=(
+            "items per optimizer step over all processes (pairs for pairs); in data-parallel "
+            "training each of N processes takes batch_size / N of them, and the loss is "
+            "that of the whole batch, so results do not depend on N"
+        ),
+    )
     samples_per_label: int = Field(4, ge=2, description="items of each label in a batch")
     loss: str | None = Field(
         None, description="loss name; default by objective (TripletMarginLoss for labels)"
@@ -76,7 +87,10 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of steps to warm up over")
     max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; None: off")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
-    precision: Precision = Precision.FP32
+    precision: Precision = Field(
+        Precision.AUTO,
+        description="auto: bf16 autocast on CUDA GPUs with bf16 support, fp32 elsewhere",
+    )
     device: str = Field("cpu", description="cpu, cuda or cuda:N; never chosen automatically")
     seed: int = Field(0, ge=0)
     length_bucket_size: int | None = Field(

@@ -9,6 +9,10 @@ Each sampler is a torch ``batch_sampler``: it yields lists of dataset indices. A
   that every rank gets the same number of batches;
 * resume mid-epoch with :meth:`iter_from`, which skips batches without building them twice.
 
+The trainer does not use the round-robin mode: it wraps a one-process sampler in
+:class:`RankShardSampler`, which gives every process a shard of each global batch, so that
+the processes together train on exactly the batches one process would.
+
 Which sampler fits which loss:
 
 * :class:`ClassBalancedBatchSampler` — labelled items for triplet / metric losses: every batch
@@ -31,8 +35,14 @@ import torch
 from torch.utils.data import Sampler
 
 from searchtuner.errors import ConfigError, DataError
+from searchtuner.training.distributed import split_batch
 
-__all__ = ["ClassBalancedBatchSampler", "NoDuplicatesBatchSampler", "RandomBatchSampler"]
+__all__ = [
+    "ClassBalancedBatchSampler",
+    "NoDuplicatesBatchSampler",
+    "RandomBatchSampler",
+    "RankShardSampler",
+]
 
 _SEED_MODULUS = 2**64
 
@@ -498,3 +508,67 @@ class RandomBatchSampler(_EpochBatchSampler):
         if not self.drop_last and self.n_items % self.batch_size:
             batches.append(perm[n_full * self.batch_size :].tolist())
         return batches
+
+
+class RankShardSampler(Sampler[list[int]]):
+    """This process's shard of every global batch of ``sampler``, for data-parallel training.
+
+    ``sampler`` is built as for one process (``world_size=1``) with the global batch size.
+    Each of its batches is cut into ``world_size`` contiguous shards of equal size and this
+    process yields shard ``rank``; concatenated in rank order, the shards are exactly the
+    batch one process would train on. So the run does not depend on the number of
+    processes, a loss over the gathered shards sees the global batch (a no-duplicates batch
+    has no duplicates across processes either), and a run resumed with another number of
+    processes continues the same batch sequence.
+
+    The round-robin mode of the samplers themselves (``rank``/``world_size``: whole batches
+    per process) gives each process different batches; this one gives it a part of each.
+
+    Args:
+        sampler: a sampler of this module with ``world_size=1`` and complete batches
+            (``drop_last``).
+        rank: this process, 0..world_size-1.
+        world_size: processes sharing each batch.
+        group_size: shards hold whole runs of this many consecutive items:
+            ``samples_per_label`` for :class:`ClassBalancedBatchSampler`, whose batches list
+            each label's items together, so that every shard is class-balanced.
+
+    Raises:
+        ConfigError: ``sampler`` is itself sharded or keeps incomplete batches, or its batch
+            does not split into equal shards of whole groups.
+    """
+
+    def __init__(
+        self, sampler: _EpochBatchSampler, rank: int, world_size: int, group_size: int = 1
+    ) -> None:
+        super().__init__()
+        if sampler.world_size != 1:
+            raise ConfigError("RankShardSampler shards a sampler built with world_size=1")
+        if not getattr(sampler, "drop_last", True):
+            raise ConfigError("RankShardSampler needs complete batches: use drop_last=True")
+        self.world_size: int = _check_int("world_size", world_size, 1)
+        if isinstance(rank, bool) or not isinstance(rank, Integral) or not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be an integer in 0..{world_size - 1}, got {rank!r}")
+        self.rank: int = int(rank)
+        self.sampler: _EpochBatchSampler = sampler
+        self.shard_size: int = split_batch(sampler.batch_size, self.world_size, group_size)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch (the same on every process)."""
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Batches per epoch: every process takes part in each global batch."""
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int) -> Iterator[list[int]]:
+        """This process's shards of the epoch's batches, skipping the first ``start_batch``."""
+        start, stop = self.rank * self.shard_size, (self.rank + 1) * self.shard_size
+        return (batch[start:stop] for batch in self.sampler.iter_from(start_batch))

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -58,18 +59,38 @@ class Batch:
     labels: Tensor | None
     size: int
 
+    def pin_memory(self) -> Batch:
+        """The batch with its tensors in page-locked memory (DataLoader ``pin_memory``)."""
+        labels = self.labels.pin_memory() if self.labels is not None else None
+        return replace(self, labels=labels)
+
 
 class Task:
-    """Base class. ``loss_fn`` is an nn.Module so its parameters (if any) can be trained."""
+    """Base class. ``loss_fn`` is an nn.Module so its parameters (if any) can be trained.
+
+    The trainer sets ``device``, ``autocast`` (the mixed-precision context of every model
+    call; losses run outside it, in float32) and ``gather``: in data-parallel training it
+    turns this process's embeddings or labels into those of the whole global batch, so a
+    task gathers every tensor its loss reads and computes the loss of the global batch.
+    """
 
     objective: Objective
     loss_fn: nn.Module
     n_items: int
+    own_backward = False
+    """Whether :meth:`step_with_backward` runs the backward pass itself (GradCache)."""
 
     def __init__(self, model: Model, config: TrainConfig) -> None:
         self.model = model
         self.config = config
         self.device = torch.device("cpu")  # the trainer sets where batches go
+        self.autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+        self.gather: Callable[[Tensor], Tensor] = _same
+
+    @property
+    def shard_group_size(self) -> int:
+        """Items that must stay together when a batch is split over processes."""
+        return 1
 
     def batch_sampler(self, rank: int = 0, world_size: int = 1) -> Any:
         raise NotImplementedError  # pragma: no cover
@@ -124,14 +145,20 @@ class LabelTask(Task):
             seed=self.config.seed, rank=rank, world_size=world_size,
         )  # fmt: skip
 
+    @property
+    def shard_group_size(self) -> int:
+        return self.config.samples_per_label  # each label's items stay on one process
+
     def collate(self, indices: Sequence[int]) -> Batch:
         return Batch(
             [[self.items[i] for i in indices]], self.label_ids[list(indices)], len(indices)
         )
 
     def loss(self, forward: Callable[[Modality, list[Any]], Tensor], batch: Batch) -> Tensor:
-        embeddings = forward(self.modality, batch.sides[0]).float()
-        labels = batch.labels.to(embeddings.device) if batch.labels is not None else None
+        embeddings = self.gather(forward(self.modality, batch.sides[0]).float())
+        labels = None
+        if batch.labels is not None:
+            labels = self.gather(to_device(batch.labels, embeddings.device))
         tuples = self.miner(embeddings, labels) if self.miner is not None else None
         loss: Tensor = self.loss_fn(embeddings, labels, tuples)
         return loss
@@ -152,6 +179,7 @@ class PairTask(Task):
         self.n_items = len(docs)
         self.loss_fn = make_loss(config.loss or _DEFAULT_LOSS[self.objective], config.loss_options)
         self.cached = hasattr(self.loss_fn, "step")
+        self.own_backward = self.cached
         if self.cached and config.gradient_accumulation_steps > 1:
             raise ConfigError(
                 "the cached loss already splits batches to save memory; set "
@@ -175,12 +203,17 @@ class PairTask(Task):
         queries = _to(collate(batch.sides[0]), self.device)
         documents = _to(collate(batch.sides[1]), self.device)
         step: Callable[..., Tensor] = self.loss_fn.step  # type: ignore[assignment]
-        loss = step(lambda b: model(b).float(), queries, documents)
+
+        def embed(part: dict[str, Tensor]) -> Tensor:
+            with self.autocast():
+                return model(part).float()
+
+        loss = step(embed, queries, documents, gather=self.gather)
         return loss
 
     def loss(self, forward: Callable[[Modality, list[Any]], Tensor], batch: Batch) -> Tensor:
-        queries = forward(Modality.TEXT, batch.sides[0]).float()
-        documents = forward(Modality.TEXT, batch.sides[1]).float()
+        queries = self.gather(forward(Modality.TEXT, batch.sides[0]).float())
+        documents = self.gather(forward(Modality.TEXT, batch.sides[1]).float())
         loss: Tensor = self.loss_fn(queries, documents)
         return loss
 
@@ -213,8 +246,8 @@ class ClipTask(Task):
                      None, len(indices))  # fmt: skip
 
     def loss(self, forward: Callable[[Modality, list[Any]], Tensor], batch: Batch) -> Tensor:
-        texts = forward(Modality.TEXT, batch.sides[0]).float()
-        images = forward(Modality.IMAGE, batch.sides[1]).float()
+        texts = self.gather(forward(Modality.TEXT, batch.sides[0]).float())
+        images = self.gather(forward(Modality.IMAGE, batch.sides[1]).float())
         loss: Tensor = self.loss_fn(texts, images)
         return loss
 
@@ -261,7 +294,7 @@ class SelfSupervisedTask(Task):
             second = forward(self.modality, batch.sides[0]).float()
         else:
             first, second = self._image_views(forward, batch)
-        loss: Tensor = self.loss_fn(first, second)
+        loss: Tensor = self.loss_fn(self.gather(first), self.gather(second))
         return loss
 
     def _image_views(self, forward: Any, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -269,9 +302,9 @@ class SelfSupervisedTask(Task):
         assert isinstance(model, EmbeddingModel)  # checked in __init__
         pixels = model.backbone.preprocessor.collate(batch.sides[0])["pixel_values"]
         one, two = self.augment.two_views(pixels)
-        device = next(model.parameters()).device
-        return (model({"pixel_values": one.to(device)}).float(),
-                model({"pixel_values": two.to(device)}).float())  # fmt: skip
+        with self.autocast():
+            return (model({"pixel_values": to_device(one, self.device)}).float(),
+                    model({"pixel_values": to_device(two, self.device)}).float())  # fmt: skip
 
 
 def _has_dropout(model: nn.Module) -> bool:
@@ -329,10 +362,20 @@ def bucketed_forward(model: EmbeddingModel, prepared: list[Any], bucket_size: in
     ]
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
-    return torch.cat(parts)[inverse.to(device)]
+    return torch.cat(parts)[to_device(inverse, device)]
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """``tensor`` on ``device``; to a GPU through page-locked memory, without waiting for it."""
+    if device.type != "cuda" or tensor.device.type == "cuda":
+        return tensor.to(device)
+    pinned = tensor if tensor.is_pinned() else tensor.pin_memory()
+    return pinned.to(device, non_blocking=True)
 
 
 def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    if device.type == "cuda":
-        return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
-    return {k: v.to(device) for k, v in batch.items()}
+    return {k: to_device(v, device) for k, v in batch.items()}
+
+
+def _same(tensor: Tensor) -> Tensor:
+    return tensor

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import pickle
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from searchtuner.data.readers import Source
-from searchtuner.device import resolve_device
 from searchtuner.errors import ConfigError
 from searchtuner.evaluation.evaluate import Evaluator
 from searchtuner.evaluation.metrics import ComparisonReport, RetrievalResult, compare
 from searchtuner.models.dual_encoder import DualEncoder
 from searchtuner.models.embedding_model import EmbeddingModel
+from searchtuner.training import distributed
 from searchtuner.training.callbacks import (
     BestModel,
     Callback,
@@ -32,6 +34,7 @@ from searchtuner.training.callbacks import (
     WiseFT,
 )
 from searchtuner.training.config import Precision, Scheduler, TrainConfig, optimizer_class
+from searchtuner.training.samplers import RankShardSampler
 from searchtuner.training.state import TrainState
 from searchtuner.training.tasks import Batch, Task, bucketed_forward, make_task
 from searchtuner.types import Modality
@@ -72,7 +75,13 @@ def train(
     callbacks: Sequence[Callback] = (),
     resume_from: str | Path | None = None,
 ) -> TrainResult:
-    """Fine-tune ``model`` on ``train_data`` in this process.
+    """Fine-tune ``model`` on ``train_data`` in this process, or data-parallel under torchrun.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), every process must call
+    ``train`` with the same arguments: it joins the process group (and leaves it when
+    training ends, if it joined it), trains on its shard of each global batch, and every
+    process ends with the same trained model; only rank 0 prints progress and writes
+    checkpoints.
 
     Args:
         model: an EmbeddingModel, or a DualEncoder for text–image pairs.
@@ -82,18 +91,48 @@ def train(
             epoch (retrieval metrics, early stopping, best model).
         config: a TrainConfig or a dict of its fields; defaults work for beginners.
         callbacks: extra callbacks; progress printing is on unless you pass your own Progress.
-        resume_from: a checkpoint written by a previous run with the same data and config.
+        resume_from: a checkpoint written by a previous run with the same data and config
+            (under torchrun, a path every process can read).
 
     Returns:
         The TrainResult; ``result.model`` is ``model``, trained in place.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    trainer = Trainer(model, train_data, eval_data=eval_data, config=cfg, callbacks=callbacks)
-    return trainer.fit(resume_from=resume_from)
+    env = distributed.DistributedEnv.from_env()
+    device = distributed.device_for(cfg.device, env.local_rank, env.world_size)
+    joined = distributed.init_process_group(env, device)
+    trainer = Trainer(
+        model, train_data, eval_data=eval_data, config=cfg, callbacks=callbacks,
+        rank=env.rank, world_size=env.world_size, local_rank=env.local_rank,
+    )  # fmt: skip
+    result = trainer.fit(resume_from=resume_from)
+    if joined:  # not after an error: tearing down while others wait in a collective can hang
+        distributed.teardown()
+    return result
 
 
 class Trainer:
-    """Runs one training job. ``rank``/``world_size`` let the distributed runner reuse it."""
+    """Runs one training job, alone or as one process of a data-parallel run.
+
+    With ``world_size > 1`` the process group must exist (torchrun +
+    :func:`searchtuner.training.distributed.init_process_group`; :func:`train` does both),
+    and every process builds its Trainer with the same model, data and config. What each
+    process then does is described in :mod:`searchtuner.training.distributed`.
+
+    Args:
+        model: the model to train in place.
+        train_data: training documents (see :func:`train`).
+        eval_data: evaluation documents, or None.
+        config: the training parameters.
+        callbacks: extra callbacks, fired on every process (``trainer.is_main`` tells rank 0).
+        rank: this process's rank, 0..world_size-1.
+        world_size: processes training this run.
+        local_rank: this process's rank on its node, which picks its GPU for
+            ``device='cuda'`` (default: ``rank``; pass it when the run spans several nodes).
+
+    Raises:
+        ConfigError: a parameter that does not fit the data, the device or the process group.
+    """
 
     def __init__(
         self,
@@ -105,11 +144,16 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         rank: int = 0,
         world_size: int = 1,
+        local_rank: int | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.model = model
         self.rank, self.world_size = rank, world_size
-        self.device = resolve_device(self.config.device)
+        _check_process_group(rank, world_size)
+        self.device = distributed.device_for(
+            self.config.device, rank if local_rank is None else local_rank, world_size
+        )
+        self.precision = resolve_precision(self.config.precision, self.device)
         _seed_everything(self.config.seed)
         self.model.to(self.device)
         self._frozen_here = (
@@ -117,8 +161,14 @@ class Trainer:
         )
         self.task: Task = make_task(model, train_data, self.config)
         self.task.device = self.device
+        self.task.autocast = self._autocast
         self.task.loss_fn.to(self.device)
-        self.sampler = self.task.batch_sampler(rank, world_size)
+        self.sampler = self.task.batch_sampler()
+        if world_size > 1:
+            self.sampler = RankShardSampler(
+                self.sampler, rank, world_size, self.task.shard_group_size
+            )
+            self.task.gather = distributed.all_gather
         if len(self.sampler) == 0:
             raise ConfigError(
                 f"batch_size {self.config.batch_size} is larger than the training data allows "
@@ -130,6 +180,15 @@ class Trainer:
         self.total_steps = min(total, self.config.max_steps or total)
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self._step_module: nn.Module = _LossStep(model, self.task.loss_fn, self._task_loss)
+        self._ddp = False
+        if world_size > 1:
+            # Every process starts from rank 0's weights (a projection head is random).
+            distributed.sync_states(self.model)
+            distributed.sync_states(self.task.loss_fn)
+            if not self.task.own_backward:  # GradCache: gradients averaged after its backward
+                self._step_module = distributed.data_parallel(self._step_module, self.device)
+                self._ddp = True
         self.evaluator = (
             Evaluator(model, eval_data, k=self.config.eval_k) if eval_data is not None else None
         )
@@ -288,12 +347,17 @@ class Trainer:
         self.fire("on_epoch_begin")
         self.model.train()
         accumulate = cfg.gradient_accumulation_steps
-        window: list[float] = []
+        # The loss stays on the device until a log record needs it: reading it every step
+        # would wait for the GPU each time.
+        loss_sum, n_losses = torch.zeros((), device=self.device), 0
         for batch in self._batches(state.batch_in_epoch):
             if state.batch_in_epoch % accumulate == 0:
                 self.fire("on_train_batch_begin")
                 started = time.perf_counter()
-            window.append(self._forward_backward(batch, 1.0 / accumulate))
+            self._seed_batch(state.epoch, state.batch_in_epoch)
+            last = (state.batch_in_epoch + 1) % accumulate == 0
+            loss_sum += self._forward_backward(batch, 1.0 / accumulate, sync=last)
+            n_losses += 1
             state.batch_in_epoch += 1
             state.samples_seen += batch.size * self.world_size
             if state.batch_in_epoch % accumulate:
@@ -304,8 +368,8 @@ class Trainer:
                 state.global_step % cfg.log_every_steps == 0
                 or state.global_step == self.total_steps
             ):
-                self._log_progress(window)
-                window = []
+                self._log_progress(loss_sum, n_losses)
+                loss_sum, n_losses = torch.zeros((), device=self.device), 0
             self.fire("on_train_batch_end")
             if self._done():
                 break
@@ -326,35 +390,60 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             _Batches(self.task, indices), batch_size=None, shuffle=False,
             num_workers=self.config.num_workers, persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
             # A generator of its own: creating the loader must not consume the global RNG,
             # or a resumed run would draw different dropout masks.
             generator=torch.Generator().manual_seed(self.config.seed),
         )  # fmt: skip
         yield from loader
 
-    def _forward_backward(self, batch: Batch, scale: float) -> float:
-        autocast = torch.autocast(
-            device_type=self.device.type, dtype=torch.bfloat16,
-            enabled=self.config.precision is Precision.BF16,
-        )  # fmt: skip
-        with autocast:
-            handled = self.task.step_with_backward(batch, scale)
-            if handled is not None:
-                return float(handled)
-            loss = self.task.loss(self._embed, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss.item()} at step {self.state.global_step}; lower "
-                "learning_rate or check the data for extreme values"
-            )
-        (loss * scale).backward()
-        return float(loss.detach())
+    def _seed_batch(self, epoch: int, batch: int) -> None:
+        """Seed dropout and other draws of this micro-batch from its position alone.
+
+        Each process draws its own numbers, and a resumed run (by any process) draws the
+        same ones as an uninterrupted run, with no random state saved per process.
+        """
+        entropy = [self.config.seed, self.rank, epoch, batch]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            with torch.cuda.device(self.device):
+                torch.cuda.manual_seed(seed)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The mixed-precision context of model calls (bf16 autocast, or nothing)."""
+        if self.precision is not Precision.BF16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _forward_backward(self, batch: Batch, scale: float, sync: bool = True) -> Tensor:
+        """Add the batch's gradient into the parameters; returns the detached loss.
+
+        ``sync=False`` (a micro-batch before the last of an accumulation window) keeps DDP
+        from averaging gradients that are not complete yet.
+        """
+        handled = self.task.step_with_backward(batch, scale)
+        if handled is not None:
+            return handled.detach()
+        no_sync: Any = getattr(self._step_module, "no_sync", None)
+        with contextlib.nullcontext() if sync or no_sync is None else no_sync():
+            loss: Tensor = self._step_module(batch)
+            (loss * scale).backward()
+        return loss.detach()
+
+    def _task_loss(self, batch: Batch) -> Tensor:
+        return self.task.loss(self._embed, batch)
 
     def _embed(self, modality: Modality, prepared: list[Any]) -> Tensor:
         tower = self.model.tower(modality) if isinstance(self.model, DualEncoder) else self.model
-        return bucketed_forward(tower, prepared, self.config.length_bucket_size, self.device)
+        with self._autocast():
+            return bucketed_forward(tower, prepared, self.config.length_bucket_size, self.device)
 
     def _optimizer_step(self) -> None:
+        if self.world_size > 1 and not self._ddp:
+            distributed.all_reduce_gradients(
+                p for g in self.optimizer.param_groups for p in g["params"]
+            )
         if self.config.max_grad_norm is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
@@ -364,9 +453,14 @@ class Trainer:
         self.state.global_step += 1
         self.state.learning_rate = float(self.optimizer.param_groups[0]["lr"])
 
-    def _log_progress(self, window: list[float]) -> None:
+    def _log_progress(self, loss_sum: Tensor, n_losses: int) -> None:
         state = self.state
-        state.loss = float(np.mean(window)) if window else math.nan
+        state.loss = float(loss_sum) / n_losses if n_losses else math.nan
+        if n_losses and not math.isfinite(state.loss):
+            raise FloatingPointError(
+                f"the loss became {state.loss} by step {state.global_step}; lower "
+                "learning_rate or check the data for extreme values"
+            )
         rate = state.samples_per_second
         steps_left = self.total_steps - state.global_step
         per_step = state.train_seconds / max(1, state.global_step)
@@ -383,7 +477,9 @@ class Trainer:
             raise ConfigError("no eval_data was given")
         result = self.evaluator.run(self.model)
         self.retrievals[1:] = [result]  # keep the first (before training) and the latest
-        metrics = result.metrics
+        # Every process evaluates the same weights; rank 0's figures decide for all of them
+        # (early stopping, best model), so no process can leave the loop alone.
+        metrics = distributed.broadcast_object(result.metrics)
         self.model.train()
         if log:
             self.log({"event": "evaluation", "step": self.state.global_step, "metrics": metrics})
@@ -392,8 +488,23 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Everything a resumed run needs to continue exactly: weights, optimizer, RNGs, …"""
+        """Everything a resumed run needs to continue exactly: weights, optimizer, RNGs, …
+
+        In data-parallel training only rank 0 writes (every process holds the same state);
+        the others return ``path`` without writing.
+
+        Raises:
+            FloatingPointError: the weights are no longer finite (nothing is written).
+        """
         path = Path(path)
+        if not self.is_main:
+            return path
+        finite = torch.stack([torch.isfinite(p).all() for p in self.model.parameters()])
+        if not bool(finite.all()):
+            raise FloatingPointError(
+                f"the weights are not finite at step {self.state.global_step}; lower "
+                "learning_rate or check the data for extreme values"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "format": CHECKPOINT_FORMAT,
@@ -412,12 +523,17 @@ class Trainer:
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save_checkpoint` (no pickled code runs)."""
+        """Restore a checkpoint written by :meth:`save_checkpoint` (no pickled code runs).
+
+        In data-parallel training every process loads the same checkpoint, which may come
+        from a run with another number of processes (the batch sequence is the same).
+        """
         try:
             payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as err:
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            # UnpicklingError: not a torch file at all (a truncated or foreign object).
             raise ConfigError(f"cannot read checkpoint {path}: {err}") from err
-        if payload.get("format") != CHECKPOINT_FORMAT:
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError(
                 f"{path} is not a SearchTuner checkpoint of format {CHECKPOINT_FORMAT}"
             )
@@ -432,6 +548,45 @@ class Trainer:
             callback.load_state_dict(saved)
         _set_rng_state(payload["rng"])
         self.log({"event": "resumed", "step": self.state.global_step, "checkpoint": str(path)})
+
+
+class _LossStep(nn.Module):
+    """The model and the loss as one module, so DDP sees one forward pass per batch.
+
+    A batch embeds through the model several times (two sides, length buckets); called
+    through DDP as one forward, its parameters are reduced once per backward.
+    """
+
+    def __init__(
+        self, model: nn.Module, loss_fn: nn.Module, loss: Callable[[Batch], Tensor]
+    ) -> None:
+        super().__init__()
+        self.model, self.loss_fn, self._loss = model, loss_fn, loss
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self._loss(batch)
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Precision:
+    """``auto`` → bf16 on a CUDA GPU that supports it, else fp32; other values as they are."""
+    if precision is not Precision.AUTO:
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return Precision.BF16
+    return Precision.FP32
+
+
+def _check_process_group(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} does not fit world_size {world_size}")
+    if world_size == 1:
+        return
+    if distributed.world_size() != world_size or distributed.rank() != rank:
+        raise ConfigError(
+            f"rank {rank} of {world_size} needs a process group of {world_size} processes: "
+            "start them with torchrun and call searchtuner.train (which joins the group), or "
+            "searchtuner.training.distributed.init_process_group before building the Trainer"
+        )
 
 
 class _Batches(torch.utils.data.Dataset[Batch]):
@@ -459,8 +614,8 @@ def _rng_state() -> dict[str, Any]:
         "numpy_pos": int(numpy_state[2]),
         "python": [int(x) for x in random.getstate()[1]],
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    # Training draws are seeded per micro-batch (Trainer._seed_batch), on every device and
+    # process; these states are kept so that checkpoints keep their format.
     return state
 
 
@@ -469,5 +624,3 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     keys = state["numpy"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, state["numpy_pos"], 0, 0.0))
     random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -139,6 +139,8 @@ def test_http_errors_say_what_to_fix(service: Service) -> None:
     )
     assert wrong_type.status_code == 415 and "text/csv" in wrong_type.json()["detail"]
     assert service.get("/healthz").status_code == 200  # still serving
+    off = service.get("/metrics")  # telemetry is off unless the service starts with --metrics
+    assert off.status_code == 404 and "--metrics" in off.json()["detail"]
     assert service.get("/docs").status_code == 200
     paths = service.get("/openapi.json").json()["paths"]
     assert {"/datasets", "/runs", "/runs/{run_id}", "/runs/{run_id}/events"} <= set(paths)
