@@ -181,6 +181,15 @@ def _add_client_commands(
     fit.add_argument("--model-options", help="conversion options as a JSON object")
     fit.add_argument("--kind", help="data kind of uploaded files (default: inferred)")
     fit.add_argument("--name", help="a name for the run")
+    fit.add_argument(
+        "--processes-per-node", type=int, default=1,
+        help="training processes per node, one per GPU (default 1)",
+    )  # fmt: skip
+    fit.add_argument(
+        "--nnodes", type=int, default=1,
+        help="nodes the run spans; >1 needs a deployment with a multi-node launcher "
+        "(SEARCHTUNER_MAX_NODES, docs/distributed.md)",
+    )  # fmt: skip
     fit.add_argument("--no-onnx", action="store_true", help="do not export model.onnx")
     fit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
 

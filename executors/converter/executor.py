@@ -22,6 +22,7 @@ import searchtuner
 from searchtuner.data.stored import open_dataset
 from searchtuner.errors import SearchTunerError
 from searchtuner.runs import RunRecord, RunRegistry, RunRequest, RunState, validate_request
+from searchtuner.runs.launch import max_nodes
 from searchtuner.service.schemas import FitRequest, RunDoc
 from searchtuner.store import IntegrityError, StoreUnavailable, open_store
 
@@ -44,6 +45,9 @@ class Converter(ServiceExecutor):
         cache_size: how many converted models' summaries to keep, keyed by backbone and
             options.
         **kwargs: passed to :class:`jina.Executor`.
+
+    The most nodes a run may span is the deployment's ``SEARCHTUNER_MAX_NODES`` (default 1;
+    raise it where a multi-node launcher runs, see docs/distributed.md).
     """
 
     def __init__(self, store_uri: str = "", cache_size: int = 8, **kwargs: Any) -> None:
@@ -51,6 +55,7 @@ class Converter(ServiceExecutor):
         self.store = open_store(store_uri_or_default(store_uri))
         self.registry = RunRegistry(self.store)
         self.cache_size = cache_size
+        self.max_nodes = max_nodes()  # ConfigError: a misconfigured deployment fails to start
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -105,7 +110,7 @@ class Converter(ServiceExecutor):
         record = self.registry.transition(owner, record.run_id, RunState.VALIDATING)
         namespace = self.store.for_owner(owner)
         try:
-            summary = validate_request(request, namespace)
+            summary = validate_request(request, namespace, max_nodes=self.max_nodes)
             for handle in filter(None, (request.train_data, request.eval_data)):
                 report = open_dataset(namespace, handle).info.report
                 if not report.ok:

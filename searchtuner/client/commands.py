@@ -68,6 +68,8 @@ def fit(args: argparse.Namespace) -> int:
             data_kind=args.kind,
             progress=True,
             config=training_config(args),
+            processes_per_node=args.processes_per_node,
+            nnodes=args.nnodes,
         )
     except KeyboardInterrupt:
         print(

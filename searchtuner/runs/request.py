@@ -15,6 +15,7 @@ from searchtuner.device import resolve_device
 from searchtuner.errors import ConfigError, invalid_choice
 from searchtuner.models.build import build_model
 from searchtuner.models.registry import REGISTRY
+from searchtuner.runs.launch import MAX_NODES_ENV
 from searchtuner.training.config import Objective, TrainConfig
 from searchtuner.training.distributed import split_batch
 
@@ -242,7 +243,8 @@ def validate_request(
             under a second.
         max_nodes: the most nodes the deployment can launch a run on. The trainer service's
             own supervisor starts runs on its node only (1); a deployment with a multi-node
-            launcher (Kubernetes) raises it.
+            launcher (Kubernetes) raises it (the service passes
+            :func:`searchtuner.runs.launch.max_nodes`, ``SEARCHTUNER_MAX_NODES``).
 
     Returns:
         A summary: ``{"model", "train_items", "eval_items", "kind", ...}``; with ``build``
@@ -300,9 +302,11 @@ def _check_processes(
     """Refuse process counts this deployment or this node cannot run."""
     if request.nnodes > max_nodes:
         raise ConfigError(
-            f"nnodes={request.nnodes}, but this service launches runs on at most {max_nodes} "
-            "node(s); set nnodes=1 and use processes_per_node for the GPUs of one node (a "
-            "multi-node run needs a launcher such as the Kubernetes one, docs/distributed.md)"
+            f"nnodes={request.nnodes}, but this deployment launches runs on at most "
+            f"{max_nodes} node(s) ({MAX_NODES_ENV}={max_nodes}); use nnodes <= {max_nodes} "
+            "(processes_per_node for the GPUs of one node), or, where a multi-node launcher "
+            f"runs (the Job in k8s/training), raise {MAX_NODES_ENV} on the converter "
+            "(docs/distributed.md)"
         )
     if request.processes_per_node == 1 or device.type != "cuda":
         return

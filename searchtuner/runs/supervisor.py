@@ -13,6 +13,12 @@ launched again and resumes from its last checkpoint, up to ``max_attempts`` cras
 Stopping the supervisor stops its workers but leaves their runs live in the store, and the
 next supervisor to start resumes them.
 
+A run with ``nnodes > 1`` is not this supervisor's to start: it stays QUEUED, with an event
+saying so, until an external launcher (the Job in ``k8s/training``) starts it; that launch's
+rank 0 moves it on. The supervisor neither counts it against ``max_concurrent`` nor watches,
+resumes or fails it; cancelling it works as for any run (the cancel marker, which the
+launched worker heeds at its next check).
+
 Run one supervisor per store: a second one would resume the same runs on start-up. Create
 and start it in the process that keeps it (for a Jina executor: in ``__init__``, which runs in
 the forked executor process), since its thread does not survive a fork; call :meth:`stop` when
@@ -40,6 +46,7 @@ from typing import Any
 import searchtuner
 from searchtuner.errors import ConfigError, SearchTunerError
 from searchtuner.runs.errors import RunNotFound
+from searchtuner.runs.launch import waiting_message
 from searchtuner.runs.records import RunRecord, parse_time
 from searchtuner.runs.registry import RunRegistry
 from searchtuner.runs.states import WORKER_STATES, RunState
@@ -153,7 +160,8 @@ class RunSupervisor:
         """Queue a validated run (VALIDATING → QUEUED); it starts when a slot is free.
 
         A run already queued or running here, or already terminal (e.g. cancelled while it
-        was validated), is returned unchanged.
+        was validated), is returned unchanged. A run with ``nnodes > 1`` goes QUEUED with an
+        event saying which launcher starts it, and is left to that launcher.
 
         Raises:
             RunNotFound: no such run for this owner. InvalidTransition: the run is CREATED.
@@ -163,6 +171,12 @@ class RunSupervisor:
             record = registry.get(owner, run_id)
             if record.is_terminal or run_id in self._running or (owner, run_id) in self._queue:
                 return record
+            request = record.request
+            if _external(record):
+                if record.state is not RunState.VALIDATING:
+                    return record  # queued already, or being trained by its launcher
+                message = waiting_message(run_id, request.nnodes, request.processes_per_node)
+                return registry.transition(owner, run_id, RunState.QUEUED, message=message)
             message = "queued"
             if self._queue:
                 message += f"; {len(self._queue)} run(s) ahead"
@@ -175,6 +189,9 @@ class RunSupervisor:
 
     def cancel(self, owner: str, run_id: str) -> RunRecord:
         """Cancel a run: at once if it waits, else SIGTERM, SIGKILL after ``cancel_grace``.
+
+        A multi-node run (started by an external launcher) ends CANCELLED at once; its
+        workers see the cancel marker at their next check and stop.
 
         Returns within ``cancel_grace`` + a few seconds. A terminal run is returned unchanged.
         The run's events, metrics and checkpoints stay in the store.
@@ -280,6 +297,8 @@ class RunSupervisor:
                 continue
             if registry.cancel_requested(owner, run_id):
                 self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
+            elif _external(record):
+                continue  # waits for, or is trained by, its multi-node launcher
             elif record.state is RunState.QUEUED:
                 queued.append((owner, run_id))
             elif record.state in WORKER_STATES:
@@ -309,6 +328,8 @@ class RunSupervisor:
             if record.state not in WORKER_STATES | {RunState.QUEUED}:
                 logger.warning("not launching run %s: it is %s", run_id, record.state.value)
                 continue
+            if _external(record):
+                continue  # submit and _recover never queue one; its launcher starts it
             record = registry.update(owner, run_id, attempt=record.attempt + 1)
             self._spawn(record)
 
@@ -323,12 +344,7 @@ class RunSupervisor:
             "--scratch", str(folder / "work"),
         ]  # fmt: skip
         env = self._worker_env()
-        processes, nodes = record.request.processes_per_node, record.request.nnodes
-        if nodes > 1:
-            self._end(owner, run_id, RunState.FAILED,
-                      f"nnodes={nodes}: this trainer service starts runs on its own node only; "
-                      "use nnodes=1, or a multi-node launcher (docs/distributed.md)")  # fmt: skip
-            return
+        processes = record.request.processes_per_node
         if processes > 1:
             command = torchrun_command(command[1:], processes, watch_pid=os.getpid())
             # torchrun would pin each process to one thread; share the node's cores instead.
@@ -452,6 +468,11 @@ class RunSupervisor:
     def _signal(worker: _Worker, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
             os.killpg(worker.process.pid, sig)
+
+
+def _external(record: RunRecord) -> bool:
+    """Whether an external multi-node launcher, not this supervisor, starts the run."""
+    return record.request.nnodes > 1
 
 
 def torchrun_command(

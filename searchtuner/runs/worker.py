@@ -130,6 +130,9 @@ def run_worker(
     if record.is_terminal:
         logger.info("run %s is %s already; nothing to do", run_id, record.state.value)
         return EXIT_OK
+    if record.request.nnodes > 1:
+        # Launched by a multi-node launcher, not by a supervisor, which would count attempts.
+        record = registry.update(owner, run_id, attempt=record.attempt + 1)
     sink = EventSink(registry, owner, run_id, interval=flush_interval)
     handler = EventLogHandler(sink)
     root = logging.getLogger()

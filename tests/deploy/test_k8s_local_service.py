@@ -36,7 +36,11 @@ from deploy_tools import (
     render,
 )
 
+from searchtuner.runs import RunRegistry, RunState, RunSupervisor, validate_request
+from searchtuner.runs.launch import max_nodes
 from searchtuner.service.processes import ProcessGroup, free_port
+from searchtuner.store import open_store
+from tests.unit.runs.helpers import OWNER, clusters, mlp_request, queue_run, upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START_TIMEOUT = 240.0  # five jina processes importing torch on two busy cores
@@ -112,6 +116,9 @@ def container_command(
     for variable in container.get("env", []):
         if "value" in variable:
             env[variable["name"]] = paths(variable["value"])
+        elif "configMapKeyRef" in variable["valueFrom"]:
+            ref = variable["valueFrom"]["configMapKeyRef"]
+            env[variable["name"]] = paths(configs[ref["name"]]["data"][ref["key"]])
         else:
             env[variable["name"]] = f"local-{variable['name'].lower()}"  # fieldRef: pod facts
     env["TMPDIR"] = str(paths.prefixes["/tmp"])
@@ -196,23 +203,23 @@ def test_dev_pods_start_and_serve(dev_pods: Any) -> None:
     assert requests.get(f"{http}/runs", timeout=60).json() == []
 
 
-def test_training_job_rendezvous_and_worker_arguments(tmp_path: Path) -> None:
-    """Two agents with the Job's torchrun arguments (rendezvous host moved to 127.0.0.1, one
-    CPU process each) meet, and each worker parses its arguments and reads the store: the
-    run does not exist there, so each worker exits saying so (exit code 2)."""
-    resources = render("k8s/training/torchrun")
-    (job,) = by_kind(resources, "Job").values()
+def run_training_job(kustomization: str | Path, tmp_path: Path, **values: str) -> list[str]:
+    """Start every pod of the rendered training Job as a torchrun agent on 127.0.0.1 with the
+    Job's arguments, the kubelet's ``$(NAME)`` expansion and the ConfigMap's values (``values``
+    on top), and wait for all; returns each agent's output, with its exit code appended.
+
+    Only what cannot hold here changes: the rendezvous host becomes 127.0.0.1 (and each agent
+    publishes 127.0.0.1), one CPU process per agent, and no restarts, so a failure shows at
+    once.
+    """
+    (job,) = by_kind(render(kustomization), "Job").values()
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    configs = by_kind(resources, "ConfigMap")
-    store = tmp_path / "store"
-    paths = Paths(tmp_path / "trainer", store)
+    configs = by_kind(render(kustomization), "ConfigMap")
+    paths = Paths(tmp_path / "trainer", tmp_path / "store")
     workdir, image_env = stage_image("executors/trainer/Dockerfile.gpu", paths.root)
     argv, env = container_command(container, configs, image_env, paths)
-    values = {
-        "SEARCHTUNER_RUN": "missing-run", "SEARCHTUNER_OWNER": "local",
-        "SEARCHTUNER_STORE": store.as_uri(),
-    }  # fmt: skip
-    argv = [re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], a) for a in argv]
+    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", **values)
+    argv = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], a) for a in argv]
     port = free_port()
     argv = [
         f"--rdzv-endpoint=127.0.0.1:{port}" if a.startswith("--rdzv-endpoint=") else
@@ -220,8 +227,9 @@ def test_training_job_rendezvous_and_worker_arguments(tmp_path: Path) -> None:
         "--max-restarts=0" if a.startswith("--max-restarts=") else a
         for a in argv
     ]  # fmt: skip
+    argv.insert(1, "--local-addr=127.0.0.1")
     nnodes = int(next(a for a in argv if a.startswith("--nnodes=")).split("=")[1])
-    env.update(OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo", **values)
+    assert nnodes == job["spec"]["completions"] == job["spec"]["parallelism"]
     agents = []
     try:
         for node in range(nnodes):
@@ -237,7 +245,71 @@ def test_training_job_rendezvous_and_worker_arguments(tmp_path: Path) -> None:
                 os.killpg(agent.pid, 9)
                 agent.wait(10)
             log.close()
-    logs = [(tmp_path / f"node{n}.log").read_text(errors="replace") for n in range(nnodes)]
+    return [
+        (tmp_path / f"node{n}.log").read_text(errors="replace") + f"\n[exit code {codes[n]}]"
+        for n in range(nnodes)
+    ]
+
+
+def test_training_job_rendezvous_and_worker_arguments(tmp_path: Path) -> None:
+    """Two agents with the Job's torchrun arguments (rendezvous host moved to 127.0.0.1, one
+    CPU process each) meet, and each worker parses its arguments and reads the store: the
+    run does not exist there, so each worker exits saying so (exit code 2)."""
+    store = tmp_path / "store"
+    logs = run_training_job(
+        "k8s/training/torchrun", tmp_path, SEARCHTUNER_RUN="missing-run",
+        SEARCHTUNER_OWNER="local", SEARCHTUNER_STORE=store.as_uri(),
+    )  # fmt: skip
     for node, text in enumerate(logs):
         assert "run missing-run not found" in text, f"node {node}:\n{text[-3000:]}"
-        assert codes[node] != 0  # the worker's failure is the agent's failure
+        assert not text.endswith("[exit code 0]")  # the worker's failure is the agent's
+
+
+def test_training_job_trains_a_run_the_service_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/deploy.md's steps, on 127.0.0.1: the service (converter's checks with
+    SEARCHTUNER_MAX_NODES=2, the trainer's supervisor) queues a 2-node run and leaves it
+    QUEUED; an overlay of k8s/training/torchrun names it, as the docs' overlay does; the
+    Job's two agents train it to FINISHED, and only rank 0 writes events."""
+    monkeypatch.setenv("SEARCHTUNER_MAX_NODES", "2")
+    store = open_store(tmp_path / "store")
+    registry = RunRegistry(store)
+    request = mlp_request(upload(store, clusters(64)), epochs=2).model_copy(update={"nnodes": 2})
+    run_id = queue_run(registry, request)  # CREATED → VALIDATING, as the converter does
+    registry.update(
+        OWNER,
+        run_id,
+        summary=validate_request(request, store.for_owner(OWNER), max_nodes=max_nodes()),
+    )
+    supervisor = RunSupervisor(store.uri(), scratch_dir=tmp_path / "service", poll_interval=0.05)
+    supervisor.start()
+    try:
+        assert supervisor.submit(OWNER, run_id).state is RunState.QUEUED
+        overlay = tmp_path / "overlay"
+        overlay.mkdir()
+        base = os.path.relpath(REPO / "k8s" / "training" / "torchrun", overlay)
+        (overlay / "kustomization.yaml").write_text(
+            f"resources:\n  - {base}\nconfigMapGenerator:\n  - name: searchtuner-train\n"
+            f"    behavior: merge\n    literals:\n      - SEARCHTUNER_RUN={run_id}\n"
+            f"      - SEARCHTUNER_OWNER={OWNER}\n"
+        )
+        # The store's folder here stands in for the bucket every node reaches.
+        logs = run_training_job(overlay, tmp_path, SEARCHTUNER_STORE=store.uri())
+        assert registry.get(OWNER, run_id).state is RunState.FINISHED  # the supervisor idled
+        assert supervisor.status()["running"] == []
+    finally:
+        supervisor.stop(timeout=10)
+    record, events = registry.get(OWNER, run_id), registry.events(OWNER, run_id)
+    assert record.state is RunState.FINISHED, registry.logs(OWNER, run_id) + "\n".join(logs)
+    assert all(text.endswith("[exit code 0]") for text in logs), "\n---\n".join(logs)
+    assert record.model_handle and (record.attempt, record.crashes) == (1, 0)
+    states = [e.data["state"] for e in events if e.type == "state"]
+    assert states == [
+        "CREATED", "VALIDATING", "QUEUED", "PREPARING", "TRAINING", "EVALUATING",
+        "PUBLISHING", "FINISHED",
+    ]  # fmt: skip
+    # Rank 0 alone speaks: one process group line, each progress step once.
+    assert [e.message for e in events].count("training data-parallel: 2 processes") == 1
+    steps = [e.data["step"] for e in events if e.type == "progress"]
+    assert steps and steps == sorted(set(steps))

@@ -19,6 +19,7 @@ from executors.common.errors import InvalidRequest
 from executors.converter.executor import Converter
 from searchtuner.data import LabeledDoc
 from searchtuner.data.stored import DatasetWriter
+from searchtuner.errors import ConfigError
 from searchtuner.runs import RunRegistry, RunState
 from searchtuner.service.schemas import FitRequest, RunDoc
 from searchtuner.store import LocalStore
@@ -32,8 +33,10 @@ MLP = {"input_dim": DIM, "hidden_dims": [16]}
 
 @pytest.fixture(autouse=True)
 def _one_local_owner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests act for the default owner, whatever the environment running the tests says."""
+    """Requests act for the default owner, whatever the environment running the tests says,
+    in a deployment without a multi-node launcher."""
     monkeypatch.delenv("SEARCHTUNER_OWNER", raising=False)
+    monkeypatch.delenv("SEARCHTUNER_MAX_NODES", raising=False)
 
 
 @pytest.fixture
@@ -260,6 +263,39 @@ def test_malformed_requests_are_refused_without_recording_a_run(
         converter.create(_fit(**request), {})
 
     assert registry.list(OWNER) == []
+
+
+def test_multi_node_runs_need_a_deployment_that_launches_them(
+    store: LocalStore, registry: RunRegistry, train: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = {"model": "mlp", "model_options": MLP, "train_data": train, "nnodes": 2}
+    single = Converter(store_uri=store.uri())
+    try:
+        with pytest.raises(InvalidRequest, match=r"nnodes=2, but .* \(SEARCHTUNER_MAX_NODES=1\)"):
+            single.create(_fit(**request), {})
+    finally:
+        single.close()
+    assert _only_run(registry).state is RunState.FAILED
+
+    monkeypatch.setenv("SEARCHTUNER_MAX_NODES", "2")
+    multi = Converter(store_uri=store.uri())
+    try:
+        (accepted,) = multi.create(_fit(**request, processes_per_node=2), {})
+        with pytest.raises(InvalidRequest, match=r"nnodes=3, .* \(SEARCHTUNER_MAX_NODES=2\)"):
+            multi.create(_fit(**{**request, "nnodes": 3}), {})
+    finally:
+        multi.close()
+    record = registry.get(OWNER, accepted.run_id)
+    assert record.state is RunState.VALIDATING
+    assert (record.request.nnodes, record.request.processes_per_node) == (2, 2)
+
+
+def test_a_bad_max_nodes_setting_stops_the_converter_at_start(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEARCHTUNER_MAX_NODES", "many")
+    with pytest.raises(ConfigError, match="SEARCHTUNER_MAX_NODES='many' is not a positive"):
+        Converter(store_uri=store.uri())
 
 
 def test_a_request_without_documents_is_refused(converter: Converter) -> None:

@@ -66,6 +66,7 @@ def test_fit_options() -> None:
         "--learning-rate", "5e-5", "--loss", "TripletMarginLoss", "--miner", "hard",
         "--max-steps", "100", "--config", '{"epochs": 9, "seed": 3}',
         "--model-options", '{"pooling": "mean"}', "--name", "n", "--no-wait",
+        "--nnodes", "2", "--processes-per-node", "4",
     )  # fmt: skip
     assert (args.model, args.train_data, args.eval_data) == (
         "all-MiniLM-L6-v2",
@@ -73,6 +74,9 @@ def test_fit_options() -> None:
         "std1:abc",
     )
     assert args.no_wait and not args.no_onnx and args.name == "n"
+    assert (args.nnodes, args.processes_per_node) == (2, 4)
+    defaults = parse("fit", "--model", "m", "--train-data", "t.csv")
+    assert (defaults.nnodes, defaults.processes_per_node) == (1, 1)
     # flags given on their own win over --config
     assert training_config(args) == {
         "epochs": 2, "seed": 3, "batch_size": 16, "learning_rate": 5e-5,

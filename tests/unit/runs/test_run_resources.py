@@ -4,16 +4,16 @@ through torchrun when there are several (the launch itself: tests/integration)."
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
 from searchtuner.errors import ConfigError
-from searchtuner.runs import RunRegistry, RunRequest, RunState, RunSupervisor, validate_request
+from searchtuner.runs import RunRequest, validate_request
+from searchtuner.runs.launch import max_nodes
 from searchtuner.runs.supervisor import torchrun_command
 from searchtuner.service.schemas import FitRequest
 from searchtuner.store import Store
-from tests.unit.runs.helpers import OWNER, clusters, mlp_request, queue_run, upload, wait_for
+from tests.unit.runs.helpers import OWNER, clusters, mlp_request, upload
 
 
 def test_one_process_is_the_default() -> None:
@@ -46,9 +46,28 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(store: Store)
 
 def test_more_nodes_than_the_deployment_launches_are_refused(store: Store) -> None:
     request = mlp_request(upload(store, clusters(64))).model_copy(update={"nnodes": 2})
-    with pytest.raises(ConfigError, match=r"nnodes=2, but this service launches runs on at most 1"):
+    with pytest.raises(ConfigError) as caught:
         validate_request(request, store.for_owner(OWNER))
+    assert str(caught.value).startswith(
+        "nnodes=2, but this deployment launches runs on at most 1 node(s) "
+        "(SEARCHTUNER_MAX_NODES=1); use nnodes <= 1"
+    )
+    assert "raise SEARCHTUNER_MAX_NODES" in str(caught.value)
     assert validate_request(request, store.for_owner(OWNER), max_nodes=2)["train_items"] == 64
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, 1), ({"SEARCHTUNER_MAX_NODES": ""}, 1), ({"SEARCHTUNER_MAX_NODES": " 4 "}, 4)],
+)
+def test_the_deployment_says_how_many_nodes_it_launches(env: dict[str, str], expected: int) -> None:
+    assert max_nodes(env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_max_nodes_setting_says_what_to_set(value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"SEARCHTUNER_MAX_NODES='{value}' is not a positive"):
+        max_nodes({"SEARCHTUNER_MAX_NODES": value})
 
 
 def test_several_processes_start_through_torchrun() -> None:
@@ -58,24 +77,3 @@ def test_several_processes_start_through_torchrun() -> None:
         "--max-restarts=0", "-m", "searchtuner.runs.worker", "--",
         "--store", "file:///s", "--run", "r1", "--watch-pid", "77",
     ]  # fmt: skip
-
-
-def test_a_multi_node_run_is_not_started_on_one_node(
-    registry: RunRegistry, store: Store, tmp_path: Path
-) -> None:
-    request = mlp_request(upload(store, clusters(16))).model_copy(update={"nnodes": 2})
-    run_id = queue_run(registry, request)
-    supervisor = RunSupervisor(str(tmp_path / "store"), scratch_dir=tmp_path / "scratch",
-                               poll_interval=0.05)  # fmt: skip
-    try:
-        supervisor.start()
-        supervisor.submit(OWNER, run_id)
-        wait_for("the run to end", lambda: registry.get(OWNER, run_id).is_terminal, timeout=10)
-    finally:
-        supervisor.stop(timeout=5)
-    ended = registry.get(OWNER, run_id)
-    assert ended.state is RunState.FAILED
-    assert ended.reason is not None and ended.reason.startswith(
-        "nnodes=2: this trainer service starts runs on its own node only"
-    )
-    assert not list((tmp_path / "scratch").glob(f"*/{run_id}/worker-*.log"))
