@@ -10,7 +10,6 @@ the tuned model by its handle and search with it. The service is stopped at the 
 from __future__ import annotations
 
 import time
-from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,16 @@ class ServiceProcess:
     """``searchtuner serve`` as a child process group, stopped like Ctrl-C."""
 
     def __init__(self, data_dir: Path, grpc_port: int, http_port: int) -> None:
-        from searchtuner.cli import serve_command
+        from searchtuner.cli import build_parser, serve_command
 
         self.data_dir = data_dir
         self.http_url = f"http://127.0.0.1:{http_port}"
         self.grpc_port = grpc_port
         self.http_port = http_port
-        args = Namespace(
-            port=grpc_port, http_port=http_port, host="127.0.0.1", store=None,
-            data_dir=str(data_dir / "store"), max_concurrent_runs=None,
+        # Through the CLI's own parser: exactly what `searchtuner serve` would run.
+        args = build_parser().parse_args(
+            ["serve", "--port", str(grpc_port), "--http-port", str(http_port),
+             "--host", "127.0.0.1", "--data-dir", str(data_dir / "store")]
         )  # fmt: skip
         argv, root = serve_command(args)
         self.group = ProcessGroup(argv, cwd=root, log=data_dir / "service.log", name="the service")

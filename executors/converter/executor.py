@@ -22,7 +22,7 @@ import searchtuner
 from searchtuner.data.stored import open_dataset
 from searchtuner.errors import SearchTunerError
 from searchtuner.runs import RunRecord, RunRegistry, RunRequest, RunState, validate_request
-from searchtuner.runs.launch import max_nodes
+from searchtuner.runs.launch import gpus_per_node, max_nodes
 from searchtuner.service.schemas import FitRequest, RunDoc
 from searchtuner.store import IntegrityError, StoreUnavailable, open_store
 
@@ -47,7 +47,9 @@ class Converter(ServiceExecutor):
         **kwargs: passed to :class:`jina.Executor`.
 
     The most nodes a run may span is the deployment's ``SEARCHTUNER_MAX_NODES`` (default 1;
-    raise it where a multi-node launcher runs, see docs/distributed.md).
+    raise it where a multi-node launcher runs, see docs/distributed.md). Where runs train on
+    other machines (Kubernetes), ``SEARCHTUNER_GPUS_PER_NODE`` gives a training node's GPUs:
+    a CUDA run is then checked against it, not against this machine's devices.
     """
 
     def __init__(self, store_uri: str = "", cache_size: int = 8, **kwargs: Any) -> None:
@@ -56,6 +58,7 @@ class Converter(ServiceExecutor):
         self.registry = RunRegistry(self.store)
         self.cache_size = cache_size
         self.max_nodes = max_nodes()  # ConfigError: a misconfigured deployment fails to start
+        self.gpus_per_node = gpus_per_node()  # None: runs train on this machine
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -110,7 +113,9 @@ class Converter(ServiceExecutor):
         record = self.registry.transition(owner, record.run_id, RunState.VALIDATING)
         namespace = self.store.for_owner(owner)
         try:
-            summary = validate_request(request, namespace, max_nodes=self.max_nodes)
+            summary = validate_request(
+                request, namespace, max_nodes=self.max_nodes, gpus_per_node=self.gpus_per_node
+            )
             for handle in filter(None, (request.train_data, request.eval_data)):
                 report = open_dataset(namespace, handle).info.report
                 if not report.ok:

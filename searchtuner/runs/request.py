@@ -15,7 +15,7 @@ from searchtuner.device import resolve_device
 from searchtuner.errors import ConfigError, invalid_choice
 from searchtuner.models.build import build_model
 from searchtuner.models.registry import REGISTRY
-from searchtuner.runs.launch import MAX_NODES_ENV
+from searchtuner.runs.launch import GPUS_PER_NODE_ENV, MAX_NODES_ENV
 from searchtuner.training.config import Objective, TrainConfig
 from searchtuner.training.distributed import split_batch
 
@@ -231,7 +231,12 @@ def open_request_dataset(
 
 
 def validate_request(
-    request: RunRequest, owner_store: Store, *, build: bool = True, max_nodes: int = 1
+    request: RunRequest,
+    owner_store: Store,
+    *,
+    build: bool = True,
+    max_nodes: int = 1,
+    gpus_per_node: int | None = None,
 ) -> dict[str, Any]:
     """Check everything about a request that can be checked before a worker starts.
 
@@ -245,6 +250,10 @@ def validate_request(
             own supervisor starts runs on its node only (1); a deployment with a multi-node
             launcher (Kubernetes) raises it (the service passes
             :func:`searchtuner.runs.launch.max_nodes`, ``SEARCHTUNER_MAX_NODES``).
+        gpus_per_node: the GPUs of a training node, where runs train on other machines than
+            this one (the service passes :func:`searchtuner.runs.launch.gpus_per_node`,
+            ``SEARCHTUNER_GPUS_PER_NODE``); None: runs train here, so CUDA must be available
+            here and its devices are counted.
 
     Returns:
         A summary: ``{"model", "train_items", "eval_items", "kind", ...}``; with ``build``
@@ -256,8 +265,11 @@ def validate_request(
     """
     model = registered_model_name(request.model)
     config = request.train_config()
-    device = resolve_device(config.device)  # CUDA asked for where there is none: say so now
-    _check_processes(request, config, device, max_nodes)
+    if gpus_per_node is None:
+        device = resolve_device(config.device)  # CUDA asked for where there is none: say so now
+    else:
+        device = _device_on_training_nodes(config.device, gpus_per_node)
+    _check_processes(request, config, device, max_nodes, gpus_per_node)
     summary: dict[str, Any] = {"model": model}
     if build:
         options = {**request.model_options, "pretrained": False}
@@ -296,8 +308,31 @@ def validate_request(
     return summary
 
 
+def _device_on_training_nodes(name: str | None, gpus_per_node: int) -> torch.device:
+    """The device asked for, checked against the training nodes' GPUs (not this machine's)."""
+    try:
+        device = torch.device(name or "cpu")
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {name!r}; use 'cpu', 'cuda' or 'cuda:N'") from err
+    if device.type == "cuda" and gpus_per_node == 0:
+        raise ConfigError(
+            f"device {name!r} asked for, but this deployment's training nodes have no GPU "
+            f"({GPUS_PER_NODE_ENV}=0); use 'cpu'"
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= gpus_per_node:
+        raise ConfigError(
+            f"device {name!r} asked for, but a training node has {gpus_per_node} GPU(s) "
+            f"({GPUS_PER_NODE_ENV}); use 'cuda' or 'cuda:0'..'cuda:{gpus_per_node - 1}'"
+        )
+    return device
+
+
 def _check_processes(
-    request: RunRequest, config: TrainConfig, device: torch.device, max_nodes: int
+    request: RunRequest,
+    config: TrainConfig,
+    device: torch.device,
+    max_nodes: int,
+    gpus_per_node: int | None = None,
 ) -> None:
     """Refuse process counts this deployment or this node cannot run."""
     if request.nnodes > max_nodes:
@@ -315,9 +350,9 @@ def _check_processes(
             f"config.device={config.device!r} pins one GPU, but processes_per_node="
             f"{request.processes_per_node}; set device='cuda': each process uses its own GPU"
         )
-    count = torch.cuda.device_count()
+    count = torch.cuda.device_count() if gpus_per_node is None else gpus_per_node
     if request.processes_per_node > count:
         raise ConfigError(
             f"processes_per_node={request.processes_per_node} asks for one GPU per process, "
-            f"but this node has {count}; use processes_per_node <= {count}"
+            f"but a training node has {count}; use processes_per_node <= {count}"
         )

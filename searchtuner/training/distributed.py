@@ -279,15 +279,30 @@ def sync_states(module: nn.Module, src: int = 0) -> None:
             dist.broadcast(tensor, src=src)
 
 
+_USED_PARAMETERS: dict[tuple[int, ...], list[bool]] = {}
+
+
 def all_reduce_gradients(parameters: Iterable[nn.Parameter]) -> None:
     """Average the gradients of ``parameters`` over all processes, in one message per dtype.
 
     For losses that run their own backward passes (GradCache), where DDP cannot see the
-    forward. A parameter without a gradient counts as a zero gradient.
+    forward. A parameter without a gradient counts as a zero gradient, and one that no process
+    gave a gradient keeps none (as in one process: the optimizer then skips it, weight decay
+    included).
     """
     if world_size() == 1:
         return
     params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
+    key = tuple(id(p) for p in params)
+    used = _USED_PARAMETERS.get(key)
+    if used is None:  # once per model: the same parameters get gradients every step
+        had = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+        if dist.get_backend() == "nccl":
+            had = had.to(params[0].device)
+        dist.all_reduce(had)  # how many processes gave each parameter a gradient
+        used = _USED_PARAMETERS[key] = [count > 0 for count in had.tolist()]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -302,6 +317,9 @@ def all_reduce_gradients(parameters: Iterable[nn.Parameter]) -> None:
         flat.mul_(scale)
         for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
             grad.copy_(part.view_as(grad))
+    for p, is_used in zip(params, used, strict=True):
+        if not is_used:
+            p.grad = None
 
 
 def data_parallel(module: nn.Module, device: torch.device) -> nn.Module:

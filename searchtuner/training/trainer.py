@@ -383,7 +383,11 @@ class Trainer:
             self.fire("on_epoch_end")
 
     def _batches(self, start: int) -> Iterator[Batch]:
-        indices = list(self.sampler.iter_from(start))
+        """This epoch's batches from position ``start``, collated. Only whole optimizer steps:
+        micro-batches left over after the last full accumulation are not run (their gradient
+        would leak into the next epoch's first step)."""
+        stop = self.steps_per_epoch * self.config.gradient_accumulation_steps
+        indices = list(self.sampler.iter_from(start))[: max(0, stop - start)]
         if self.config.num_workers == 0:
             yield from (self.task.collate(batch) for batch in indices)
             return
@@ -406,6 +410,11 @@ class Trainer:
         entropy = [self.config.seed, self.rank, epoch, batch]
         seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
         torch.default_generator.manual_seed(seed)
+        # A seeded augmentation (self-supervised images) has a generator of its own, used in
+        # this process when the loss makes the views: seed it the same way (another stream).
+        generator = getattr(getattr(self.task, "augment", None), "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(seed ^ 0x5EED)
         if self.device.type == "cuda":
             with torch.cuda.device(self.device):
                 torch.cuda.manual_seed(seed)
@@ -571,7 +580,8 @@ def resolve_precision(precision: Precision, device: torch.device) -> Precision:
     """``auto`` → bf16 on a CUDA GPU that supports it, else fp32; other values as they are."""
     if precision is not Precision.AUTO:
         return precision
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    # Native bf16 only (compute capability 8.0+): emulated bf16 is slower than fp32.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
         return Precision.BF16
     return Precision.FP32
 

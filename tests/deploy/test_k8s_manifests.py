@@ -423,7 +423,14 @@ def test_prod_uses_s3_with_credentials_from_a_secret(overlay: str) -> None:
 
 
 def test_gpu_overlay_puts_the_trainer_on_a_gpu() -> None:
-    deployments = by_kind(render("k8s/overlays/gpu"), "Deployment")
+    resources_of_overlay = render("k8s/overlays/gpu")
+    deployments = by_kind(resources_of_overlay, "Deployment")
+    trainer_gpus = deployments["trainer"]["spec"]["template"]["spec"]["containers"][0]
+    # The converter (CPU image) checks CUDA runs against the trainer's GPUs, not its own.
+    assert config(resources_of_overlay)["SEARCHTUNER_GPUS_PER_NODE"] == str(
+        trainer_gpus["resources"]["limits"]["nvidia.com/gpu"]
+    )
+    assert "SEARCHTUNER_GPUS_PER_NODE" not in config(render("k8s/overlays/prod"))
     gpu_dockerfile = (REPO / "executors" / "trainer" / "Dockerfile.gpu").read_text()
     for name, deployment in deployments.items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]

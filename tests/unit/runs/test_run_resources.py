@@ -6,10 +6,11 @@ from __future__ import annotations
 import sys
 
 import pytest
+import torch
 
 from searchtuner.errors import ConfigError
 from searchtuner.runs import RunRequest, validate_request
-from searchtuner.runs.launch import max_nodes
+from searchtuner.runs.launch import gpus_per_node, max_nodes
 from searchtuner.runs.supervisor import torchrun_command
 from searchtuner.service.schemas import FitRequest
 from searchtuner.store import Store
@@ -68,6 +69,44 @@ def test_the_deployment_says_how_many_nodes_it_launches(env: dict[str, str], exp
 def test_a_bad_max_nodes_setting_says_what_to_set(value: str) -> None:
     with pytest.raises(ConfigError, match=rf"SEARCHTUNER_MAX_NODES='{value}' is not a positive"):
         max_nodes({"SEARCHTUNER_MAX_NODES": value})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a converter without CUDA")
+def test_cuda_runs_are_checked_against_the_training_nodes_not_the_converter(store: Store) -> None:
+    """On Kubernetes the converter runs on the CPU image and the trainer on GPU nodes: with
+    SEARCHTUNER_GPUS_PER_NODE set, a CUDA run is checked against the training nodes' GPUs."""
+    owner_store = store.for_owner(OWNER)
+    request = mlp_request(upload(store, clusters(64)), device="cuda").model_copy(
+        update={"processes_per_node": 2}
+    )
+
+    with pytest.raises(ConfigError, match=r"CUDA is not available here"):
+        validate_request(request, owner_store)  # unset: runs train on this (CPU) machine
+    assert validate_request(request, owner_store, gpus_per_node=2)["train_items"] == 64
+    with pytest.raises(ConfigError, match=r"processes_per_node=2 asks for one GPU per process, "
+                       r"but a training node has 1; use processes_per_node <= 1"):  # fmt: skip
+        validate_request(request, owner_store, gpus_per_node=1)
+    with pytest.raises(
+        ConfigError, match=r"training nodes have no GPU \(SEARCHTUNER_GPUS_PER_NODE=0\)"
+    ):
+        validate_request(request, owner_store, gpus_per_node=0)
+    single = request.model_copy(
+        update={"processes_per_node": 1, "config": {**request.config, "device": "cuda:3"}}
+    )
+    with pytest.raises(ConfigError, match=r"a training node has 2 GPU\(s\).*'cuda:0'..'cuda:1'"):
+        validate_request(single, owner_store, gpus_per_node=2)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, None), ({"SEARCHTUNER_GPUS_PER_NODE": " 0"}, 0), ({"SEARCHTUNER_GPUS_PER_NODE": "8"}, 8)],
+)
+def test_the_deployment_says_how_many_gpus_a_training_node_has(
+    env: dict[str, str], expected: int | None
+) -> None:
+    assert gpus_per_node(env) == expected
+    with pytest.raises(ConfigError, match=r"SEARCHTUNER_GPUS_PER_NODE='-1' is not an integer >= 0"):
+        gpus_per_node({"SEARCHTUNER_GPUS_PER_NODE": "-1"})
 
 
 def test_several_processes_start_through_torchrun() -> None:

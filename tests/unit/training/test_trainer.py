@@ -311,6 +311,44 @@ def test_gradient_accumulation_takes_one_step_per_group_of_batches() -> None:
     assert result.state.samples_seen == batches * 8
 
 
+def test_micro_batches_left_over_after_the_last_full_step_are_not_run() -> None:
+    """8 batches, 3 per step: 2 steps of 6 batches; the 2 left over would otherwise leave a
+    gradient behind that the next epoch's first step adds in."""
+    docs = _clusters(n_labels=4, per_label=16)
+    model = searchtuner.build_model("mlp", input_dim=16)
+    config = TrainConfig(epochs=1, batch_size=8, gradient_accumulation_steps=3)
+    trainer = Trainer(model, docs, config=config, callbacks=QUIET)
+    result = trainer.fit()
+
+    assert len(trainer.sampler) == 8
+    assert result.state.global_step == 2
+    assert result.state.samples_seen == 6 * 8
+    assert all(p.grad is None or not p.grad.any() for p in trainer.model.parameters())
+
+
+def test_augmented_views_are_drawn_from_the_batch_position_and_the_rank() -> None:
+    """The self-supervised image task's views: the same for a batch position however the run
+    got there (resume), another stream on another rank."""
+    rng = np.random.default_rng(0)
+    docs = [
+        UnlabeledDoc(tensor=rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(16)
+    ]
+    model = searchtuner.build_model("mobilenet_v2", pretrained=False, image_size=32, output_dim=16)
+    trainer = Trainer(model, docs, config=TrainConfig(batch_size=8), callbacks=QUIET)
+    generator = trainer.task.augment.generator
+
+    def draw(epoch: int, batch: int) -> torch.Tensor:
+        trainer._seed_batch(epoch, batch)
+        return torch.rand(4, generator=generator)
+
+    first = draw(0, 1)
+    draw(0, 0), draw(3, 2)  # other batches in between
+    assert torch.equal(draw(0, 1), first)
+    assert not torch.equal(draw(0, 2), first)
+    trainer.rank = 1
+    assert not torch.equal(draw(0, 1), first)
+
+
 @pytest.mark.parametrize("scheduler", ["linear", "cosine", "constant"])
 def test_schedules_warm_up_then_follow_their_shape(scheduler: str) -> None:
     model = searchtuner.build_model("mlp", input_dim=16)
