@@ -31,6 +31,19 @@ DIM = 8
 MLP = {"input_dim": DIM, "hidden_dims": [16]}
 
 
+@pytest.fixture(autouse=True)
+def _one_local_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests act for the default owner, whatever the environment running the tests says,
+    in a deployment without a multi-node launcher."""
+    monkeypatch.delenv("SEARCHTUNER_OWNER", raising=False)
+    monkeypatch.delenv("SEARCHTUNER_MAX_NODES", raising=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
 @pytest.fixture
 def converter(store: LocalStore) -> Iterator[Converter]:
     executor = Converter(store_uri=store.uri())

@@ -59,6 +59,11 @@ def _no_telemetry_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
 def _seed() -> DocList[TelemetrySnapshot]:
     return DocList[TelemetrySnapshot]([TelemetrySnapshot(service="gateway")])
 

@@ -36,6 +36,17 @@ OWNER = "local"  # SEARCHTUNER_OWNER's default: the owner of every request witho
 DIM = 8
 
 
+@pytest.fixture(autouse=True)
+def _one_local_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests act for the default owner, whatever the environment running the tests says."""
+    monkeypatch.delenv("SEARCHTUNER_OWNER", raising=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
 @pytest.fixture
 def ingest(store: LocalStore) -> Iterator[Ingest]:
     executor = Ingest(store_uri=store.uri())

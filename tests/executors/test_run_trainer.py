@@ -108,6 +108,17 @@ class Service:
         return [e.data["state"] for e in events if e.type == "state"]
 
 
+@pytest.fixture(autouse=True)
+def _one_local_owner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests act for the default owner, whatever the environment running the tests says."""
+    monkeypatch.delenv("SEARCHTUNER_OWNER", raising=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
 @pytest.fixture
 def service(store: LocalStore, tmp_path: Path) -> Iterator[Service]:
     """A trainer with a live supervisor (one worker slot, scratch in tmp_path), a converter."""
