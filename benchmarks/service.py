@@ -152,7 +152,7 @@ def bench_ingest(n: int, batch_size: int) -> dict[str, Any]:
                 before = memory_mb(ingest, "VmRSS")
                 log(f"uploading over {protocol} ...")
                 start = time.perf_counter()
-                dataset = Client(url, timeout=3600).upload(
+                dataset = Client(url, token=service.token, timeout=3600).upload(
                     path, kind="labeled", batch_size=batch_size
                 )
                 seconds = time.perf_counter() - start
@@ -291,7 +291,7 @@ def bench_overhead(repeat: int) -> dict[str, Any]:
         paths = subset(root)
         service = Service(root / "data", root / "service.log").start()
         try:
-            client = Client(service.http)
+            client = Client(service.http, token=service.token)
             handles = {
                 split: client.upload(path, kind="labeled", name=split).handle
                 for split, path in paths.items()

@@ -8,8 +8,8 @@ unreachable. The OpenAPI description is served at ``/docs``.
 """
 
 import asyncio
+import contextlib
 import json
-import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,15 +17,17 @@ from typing import Any
 
 from docarray import BaseDoc, DocList
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from jina.proto import jina_pb2
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from searchtuner.artifacts import ModelHandle
+from searchtuner.artifacts import ModelNotFound, owned_archive
 from searchtuner.client.errors import STATUS_OF_ERROR
-from searchtuner.errors import SearchTunerError
+from searchtuner.errors import SearchTunerError, shorten
 from searchtuner.runs import TERMINAL_STATES
+from searchtuner.service.limits import Limits, env_name, human_bytes
 from searchtuner.service.owners import owner_of, store_uri_or_default
 from searchtuner.service.packing import csv_chunks, jsonl_chunks, pack
 from searchtuner.service.schemas import (
@@ -42,7 +44,7 @@ from searchtuner.service.schemas import (
     UploadRequest,
     UploadStatus,
 )
-from searchtuner.store import NotFound, open_store
+from searchtuner.store import open_store
 from searchtuner.telemetry import config_from_env
 from searchtuner.telemetry.prometheus import CONTENT_TYPE, merge_expositions
 
@@ -53,7 +55,6 @@ UPLOAD_FORMATS = {
     "application/jsonl": ".jsonl",
     "application/json-lines": ".jsonl",
 }
-MAX_UPLOAD_BYTES = int(os.environ.get("SEARCHTUNER_MAX_UPLOAD_BYTES", str(4 << 30)))
 POLL_SECONDS = 0.5
 EVENTS_PAGE = 1000
 
@@ -70,6 +71,8 @@ class ServiceError(Exception):
 
 class FitBody(BaseModel):
     """A fine-tuning run: a backbone, its conversion options, data and training parameters."""
+
+    model_config = ConfigDict(extra="forbid")  # a misplaced "epochs" must not be ignored
 
     model: str = Field(description="A backbone from GET /models, e.g. all-MiniLM-L6-v2.")
     train_data: str = Field(description="A dataset handle from POST /datasets (std1:...).")
@@ -148,6 +151,14 @@ def add_rest_routes(app: FastAPI, streamer: Any, logger: Any) -> None:
     async def _service_error(request: Request, err: ServiceError) -> JSONResponse:
         return JSONResponse({"error": err.error, "detail": err.message}, status_code=err.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without echoing the request back (it may be megabytes)."""
+        return JSONResponse(
+            {"error": "ValidationError", "detail": describe_invalid_body(err.errors())},
+            status_code=422,
+        )
+
     async def run(request: Request, run_id: str) -> RunDoc:
         docs = await executors.call(
             "/runs/get", DocList[RunQuery]([RunQuery(run_id=run_id)]), RunDoc, _parameters(request)
@@ -223,23 +234,27 @@ def add_rest_routes(app: FastAPI, streamer: Any, logger: Any) -> None:
                 parameters,
             )
             upload_id = begun[0].upload_id
-            chunks = _chunks(path, suffix, batch_size)
-            while True:
-                chunk = await run_in_threadpool(next, chunks, None)
-                if chunk is None:
-                    break
-                await executors.call(
-                    "/datasets/append_packed",
-                    DocList[PackedBatch]([chunk]),
-                    UploadStatus,
-                    {**parameters, "upload_id": upload_id},
+            try:
+                chunks = _chunks(path, suffix, batch_size)
+                while True:
+                    chunk = await run_in_threadpool(next, chunks, None)
+                    if chunk is None:
+                        break
+                    await executors.call(
+                        "/datasets/append_packed",
+                        DocList[PackedBatch]([chunk]),
+                        UploadStatus,
+                        {**parameters, "upload_id": upload_id},
+                    )
+                done = await executors.call(
+                    "/datasets/commit",
+                    DocList[UploadRequest]([UploadRequest(upload_id=upload_id)]),
+                    DatasetDoc,
+                    parameters,
                 )
-            done = await executors.call(
-                "/datasets/commit",
-                DocList[UploadRequest]([UploadRequest(upload_id=upload_id)]),
-                DatasetDoc,
-                parameters,
-            )
+            except ServiceError:
+                await _abort(executors, upload_id, parameters)
+                raise
         return _json(done[0], 201)
 
     @app.get("/datasets", tags=["datasets"], summary="The caller's datasets")
@@ -381,18 +396,50 @@ def add_rest_routes(app: FastAPI, streamer: Any, logger: Any) -> None:
 
 async def _spool(request: Request, path: Path) -> None:
     size = 0
+    limit = Limits.from_env().max_dataset_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ServiceError(413, _upload_too_large(int(declared), limit), "TooLarge")
     with open(path, "wb") as handle:
         async for chunk in request.stream():
             size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise ServiceError(
-                    413,
-                    f"the upload is larger than {MAX_UPLOAD_BYTES} bytes: split the dataset "
-                    "and upload the parts",
-                )
+            if size > limit:
+                raise ServiceError(413, _upload_too_large(size, limit), "TooLarge")
             handle.write(chunk)
     if size == 0:
         raise ServiceError(400, "the upload is empty: send the dataset file as the body")
+
+
+async def _abort(executors: Executors, upload_id: str, parameters: dict[str, Any]) -> None:
+    """Drop a refused upload's stored shards now, not at the idle timeout (best effort: the
+    refusal is what the client must see)."""
+    with contextlib.suppress(ServiceError):  # e.g. expired: the idle timeout cleans up then
+        await executors.call(
+            "/datasets/abort",
+            DocList[UploadRequest]([UploadRequest(upload_id=upload_id)]),
+            UploadStatus,
+            {**parameters, "upload_id": upload_id},
+        )
+
+
+def describe_invalid_body(errors: Any) -> str:
+    """One clause per bad field of a request body (FastAPI's validation errors), each short."""
+    clauses = []
+    for item in list(errors)[:20]:
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        message = shorten(str(item.get("msg", "")), 300)
+        if item.get("type") == "extra_forbidden":
+            message = f"unknown field; allowed: {', '.join(FitBody.model_fields)}"
+        clauses.append(f"{shorten(where)}: {message}" if where else message)
+    return "invalid request: " + "; ".join(clauses)
+
+
+def _upload_too_large(size: int, limit: int) -> str:
+    return (
+        f"the upload is over {human_bytes(limit)} (at least {human_bytes(size)}), the most one "
+        f"dataset may hold ({env_name('max_dataset_bytes')}): split the dataset and upload the "
+        "parts as separate datasets"
+    )
 
 
 def _chunks(path: Path, suffix: str, batch_size: int) -> Iterator[PackedBatch]:
@@ -458,19 +505,12 @@ def _sse(event: EventDoc) -> str:
 
 def _open_model(owner: str, handle_text: str) -> tuple[Iterator[bytes], int, str]:
     """The bundle archive's chunks, from the caller's namespace only."""
-    handle = ModelHandle.parse(handle_text)
     store = open_store(store_uri_or_default()).for_owner(owner)
-    prefix = store.uri("").rstrip("/") + "/"
-    if not handle.uri.startswith(prefix):
-        raise ServiceError(404, "the run's model is not in your namespace")
-    key = handle.uri[len(prefix) :]
     try:
-        info = store.stat(key)
-        return store.open_stream(key), info.size, info.sha256
-    except NotFound as err:
-        raise ServiceError(
-            404, f"the run's model archive is missing from the store: {err}"
-        ) from err
+        info = owned_archive(store, handle_text)
+        return store.open_stream(info.key), info.size, info.sha256
+    except ModelNotFound as err:
+        raise ServiceError(404, str(err), "ModelNotFound") from err
 
 
 async def _iterate(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

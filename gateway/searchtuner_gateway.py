@@ -16,18 +16,25 @@ from jina.serve.runtimes.gateway.http import HTTPGateway
 from jina.serve.runtimes.servers.composite import CompositeBaseServer
 
 try:
+    from gateway.auth import GrpcAuth, HttpAuth, TokenStreamer
     from gateway.rest import add_rest_routes
 except ModuleNotFoundError:  # jina imports this file by path (py_modules), maybe from elsewhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from gateway.auth import GrpcAuth, HttpAuth, TokenStreamer
     from gateway.rest import add_rest_routes
 
 
 class SearchTunerHTTPGateway(HTTPGateway):
-    """Jina's HTTP gateway plus the SearchTuner REST API (runs, datasets, models)."""
+    """Jina's HTTP gateway plus the SearchTuner REST API (runs, datasets, models), behind
+    tokens (:class:`gateway.auth.HttpAuth`)."""
 
     @property
     def app(self) -> Any:
         """Jina's FastAPI app with the REST routes added (built anew on each access)."""
+        handler = self._request_handler
+        if not isinstance(handler.streamer, TokenStreamer):
+            handler.streamer = TokenStreamer(handler.streamer)
+            self.streamer = handler.streamer
         app = super().app
         app.title = "SearchTuner"
         app.description = (
@@ -35,7 +42,19 @@ class SearchTunerHTTPGateway(HTTPGateway):
             "datasets, start runs, follow them, pull the tuned models."
         )
         add_rest_routes(app, self.streamer, self.logger)
+        app.add_middleware(HttpAuth)
         return app
+
+
+class SearchTunerGRPCGateway(GRPCGateway):
+    """Jina's gRPC gateway behind tokens (:class:`gateway.auth.GrpcAuth`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.grpc_tracing_server_interceptors = [
+            GrpcAuth(),
+            *(self.grpc_tracing_server_interceptors or []),
+        ]
 
 
 class SearchTunerGateway(CompositeBaseServer, BaseGateway):
@@ -49,7 +68,7 @@ class SearchTunerGateway(CompositeBaseServer, BaseGateway):
             if "http" in protocol:
                 self.servers.append(SearchTunerHTTPGateway(**server_kwargs))
             elif "grpc" in protocol:
-                self.servers.append(GRPCGateway(**server_kwargs))
+                self.servers.append(SearchTunerGRPCGateway(**server_kwargs))
             else:
                 raise ValueError(
                     f"the SearchTuner gateway serves grpc and http, not {protocol!r}: set the "

@@ -216,6 +216,12 @@ def _add_client_commands(
     upload.add_argument("--batch-size", type=int, default=2000, help="items per batch")
 
 
+def add_token_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from searchtuner.token_cli import add_token_commands as add
+
+    add(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="searchtuner",
@@ -267,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     _add_serve(commands)
+    add_token_commands(commands)
     _add_client_commands(commands)
     return parser
 

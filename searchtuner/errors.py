@@ -22,6 +22,14 @@ class DataError(SearchTunerError, ValueError):
     """Input data that cannot be read or used; the message names the row and field."""
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """``text``, cut to about ``limit`` characters with its full length noted: a message
+    echoes what a user sent, and what a user sends may be megabytes."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 20, 8)]}… ({len(text):,} characters)"
+
+
 def invalid_choice(what: str, value: object, allowed: Iterable[object]) -> ConfigError:
     """Build the error for a value outside a closed set, listing the allowed values.
 
@@ -35,8 +43,10 @@ def invalid_choice(what: str, value: object, allowed: Iterable[object]) -> Confi
         close, suggests it.
     """
     names = [str(a) for a in allowed]
-    message = f"unknown {what} {value!r}; allowed: {', '.join(names) if names else '(none)'}"
-    close = get_close_matches(str(value), names, n=1)
+    given = shorten(repr(value))
+    message = f"unknown {what} {given}; allowed: {', '.join(names) if names else '(none)'}"
+    text = str(value)
+    close = get_close_matches(text, names, n=1) if len(text) <= 100 else []
     if close:
         message += f" (did you mean {close[0]!r}?)"
     return ConfigError(message)

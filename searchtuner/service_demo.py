@@ -42,6 +42,16 @@ class ServiceProcess:
         )  # fmt: skip
         argv, root = serve_command(args)
         self.group = ProcessGroup(argv, cwd=root, log=data_dir / "service.log", name="the service")
+        self.token = self._token(data_dir / "store")
+
+    @staticmethod
+    def _token(store_dir: Path) -> str:
+        """A token of the local owner for the demo (what `searchtuner token create` makes)."""
+        from searchtuner.service.tokens import TokenStore
+        from searchtuner.store import open_store
+
+        store_dir.mkdir(parents=True, exist_ok=True)
+        return TokenStore(open_store(store_dir), cache_seconds=0).create("local", "demo").token
 
     @property
     def log(self) -> Path:
@@ -98,7 +108,7 @@ def run_service_demo(
         f"(API docs: {service.http_url}/docs) after {time.perf_counter() - start:.0f} s"
     )
     try:
-        client = Client(service.http_url)
+        client = Client(service.http_url, token=service.token)
         data = supersense_data_dir()
         print("\n2. Streaming the labelled WordNet dataset in (definition -> supersense)")
         train = client.upload(data / "train.csv", kind="labeled", name="train", progress=True)
@@ -143,7 +153,10 @@ def run_service_demo(
         }
     finally:
         if keep_serving:
-            print(f"\nThe service keeps running (pid {service.group.pid}).")
+            print(
+                f"\nThe service keeps running (pid {service.group.pid}); its token for owner "
+                f"'local': export SEARCHTUNER_TOKEN={service.token}"
+            )
         else:
             service.stop()
 

@@ -15,6 +15,8 @@ def run_doc(record: RunRecord) -> RunDoc:
         reason=record.reason or "",
         created_at=record.created_at,
         updated_at=record.updated_at,
+        queued_at=record.queued_at or "",
+        started_at=record.started_at or "",
         attempt=record.attempt,
         progress=dict(record.progress or {}),
         model_handle=record.model_handle or "",

@@ -7,6 +7,10 @@ validation reports have no errors. It builds the model once to read its architec
 stores the summary (layers, parameter counts, what trains) with the run. Only a run that
 passes goes on to the trainer, which queues it; a request that fails gets an error saying
 what to fix, and the run is recorded as FAILED with that reason.
+
+An owner may have at most ``SEARCHTUNER_MAX_RUNS_PER_OWNER`` live runs (default 8; any state
+but FINISHED, FAILED and CANCELLED): a request that would start more fails with
+:class:`~searchtuner.service.limits.TooManyRuns` (HTTP 429) and records nothing.
 """
 
 import sys
@@ -23,6 +27,7 @@ from searchtuner.data.stored import open_dataset
 from searchtuner.errors import SearchTunerError
 from searchtuner.runs import RunRecord, RunRegistry, RunRequest, RunState, validate_request
 from searchtuner.runs.launch import gpus_per_node, max_nodes
+from searchtuner.service.limits import Limits, TooManyRuns, env_name
 from searchtuner.service.schemas import FitRequest, RunDoc
 from searchtuner.store import IntegrityError, StoreUnavailable, open_store
 
@@ -50,6 +55,7 @@ class Converter(ServiceExecutor):
     raise it where a multi-node launcher runs, see docs/distributed.md). Where runs train on
     other machines (Kubernetes), ``SEARCHTUNER_GPUS_PER_NODE`` gives a training node's GPUs:
     a CUDA run is then checked against it, not against this machine's devices.
+    ``SEARCHTUNER_MAX_RUNS_PER_OWNER`` bounds each owner's live runs (see the module).
     """
 
     def __init__(self, store_uri: str = "", cache_size: int = 8, **kwargs: Any) -> None:
@@ -59,6 +65,10 @@ class Converter(ServiceExecutor):
         self.cache_size = cache_size
         self.max_nodes = max_nodes()  # ConfigError: a misconfigured deployment fails to start
         self.gpus_per_node = gpus_per_node()  # None: runs train on this machine
+        self.max_runs_per_owner = Limits.from_env().max_runs_per_owner  # ConfigError: as above
+        # Counting an owner's live runs and recording a new one happen under this lock, so
+        # that two requests of one owner cannot both take the last free place.
+        self._create_lock = threading.Lock()
         self._summaries: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -72,10 +82,15 @@ class Converter(ServiceExecutor):
             InvalidRequest: the request cannot run; the message says what to fix. The run
                 is then stored as FAILED with the same reason, and so are the runs of the
                 call recorded before it (the call fails as a whole).
+            TooManyRuns: the owner's live runs and this request's would exceed
+                ``SEARCHTUNER_MAX_RUNS_PER_OWNER``; nothing is recorded.
         """
         owner = owner_of(parameters)
         if not len(docs):
             raise InvalidRequest("/runs/create got no documents: send one FitRequest per run")
+        # The whole call is refused before anything is recorded; _create checks again for
+        # each run, against requests of the same owner that ran meanwhile.
+        self._check_run_limit(owner, len(docs))
         records: list[RunRecord] = []
         tracing_context = kwargs.get("tracing_context")
         try:
@@ -109,7 +124,9 @@ class Converter(ServiceExecutor):
             )
         except SearchTunerError as err:  # nothing recorded: there is no valid request to keep
             raise InvalidRequest(f"the fit request is invalid: {err}") from err
-        record = self.registry.create(owner, request)
+        with self._create_lock:
+            self._check_run_limit(owner, 1)
+            record = self.registry.create(owner, request)
         record = self.registry.transition(owner, record.run_id, RunState.VALIDATING)
         namespace = self.store.for_owner(owner)
         try:
@@ -138,6 +155,25 @@ class Converter(ServiceExecutor):
             self.registry.transition(owner, record.run_id, RunState.FAILED, reason=reason)
             raise
         return self.registry.update(owner, record.run_id, summary=summary)
+
+    def _check_run_limit(self, owner: str, more: int) -> None:
+        """Refuse ``more`` new runs that would take ``owner`` over the live-run limit.
+
+        Raises:
+            TooManyRuns: the message gives the limit, the count and what to do.
+        """
+        limit = self.max_runs_per_owner
+        live = self.registry.live_count(owner)
+        if live + more <= limit:
+            return
+        asked = "a new run" if more == 1 else f"{more} new runs"
+        raise TooManyRuns(
+            f"too many live runs: owner {owner} has {live} live run(s) (not yet FINISHED, "
+            f"FAILED or CANCELLED) and {env_name('max_runs_per_owner')}={limit} allows at "
+            f"most {limit} per owner, so {asked} cannot start; wait for a run to end or cancel "
+            "one (POST /runs/<run_id>/cancel, searchtuner.Client.cancel), then send the "
+            "request again"
+        )
 
     def _convert(self, request: RunRequest) -> dict[str, Any]:
         """Build the embedding model once and describe it (cached by backbone and options)."""

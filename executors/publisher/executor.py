@@ -13,17 +13,17 @@ from docarray import DocList
 from jina import requests
 
 from searchtuner.artifacts import ModelHandle, publish_checkpoint
-from searchtuner.store import InvalidKeyError, NotFound, OwnerStore, open_store, validate_key
+from searchtuner.store import InvalidKeyError, NotFound, open_store, validate_key
 
 try:
     from executors.common.errors import InvalidRequest
     from executors.common.schemas import PublishRequest, PublishResponse
-    from executors.common.service import ServiceExecutor, store_uri_or_default
+    from executors.common.service import ServiceExecutor, owner_of, store_uri_or_default
 except ModuleNotFoundError:  # jina imports this file by path (py_modules), maybe from elsewhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from executors.common.errors import InvalidRequest
     from executors.common.schemas import PublishRequest, PublishResponse
-    from executors.common.service import ServiceExecutor, store_uri_or_default
+    from executors.common.service import ServiceExecutor, owner_of, store_uri_or_default
 
 
 class Publisher(ServiceExecutor):
@@ -50,19 +50,26 @@ class Publisher(ServiceExecutor):
         self.onnx = onnx
 
     @requests(on="/publish")
-    def publish(self, docs: DocList[PublishRequest], **kwargs: Any) -> DocList[PublishResponse]:
+    def publish(
+        self, docs: DocList[PublishRequest], parameters: dict[str, Any], **kwargs: Any
+    ) -> DocList[PublishResponse]:
         """Publish each request's checkpoint; one response per request, with the same id.
+
+        The checkpoint is looked up in the namespace of the request token's owner: a request
+        naming another ``owner`` fails as if the checkpoint did not exist.
 
         Raises:
             InvalidRequest: a missing owner or checkpoint key, or a malformed one.
+            Unauthenticated: no valid token in ``parameters["token"]``.
             NotFound: the owner has nothing in the store, or no checkpoint under the key.
             CheckpointError: the object is not a SearchTuner checkpoint or cannot be rebuilt.
             IntegrityError: the stored checkpoint does not match its recorded digest.
         """
+        caller = owner_of(parameters)
         responses = DocList[PublishResponse]()
         for doc in docs:
             with self.telemetry.attached(kwargs.get("tracing_context")):
-                handle = self._publish_one(doc)  # its span: searchtuner.publish
+                handle = self._publish_one(doc, caller)  # its span: searchtuner.publish
             responses.append(
                 PublishResponse(
                     id=doc.id,
@@ -75,8 +82,8 @@ class Publisher(ServiceExecutor):
             )
         return responses
 
-    def _publish_one(self, doc: PublishRequest) -> ModelHandle:
-        owner, key = doc.owner.strip(), doc.checkpoint_key.strip()
+    def _publish_one(self, doc: PublishRequest, caller: str) -> ModelHandle:
+        owner, key = doc.owner.strip() or caller, doc.checkpoint_key.strip()
         missing = [name for name, value in (("owner", owner), ("checkpoint_key", key)) if not value]
         if missing:
             raise InvalidRequest(
@@ -88,20 +95,23 @@ class Publisher(ServiceExecutor):
             validate_key(key, what="checkpoint_key")
         except InvalidKeyError as err:
             raise InvalidRequest(f"the /publish request is malformed: {err}") from err
-        try:
-            return publish_checkpoint(namespace, key, prefix=self.prefix, onnx=self.onnx)
-        except NotFound as err:
-            raise self._not_found(namespace, key) from err
-
-    def _not_found(self, namespace: OwnerStore, key: str) -> NotFound:
-        if next(iter(namespace.keys()), None) is None:
-            return NotFound(
-                f"unknown owner {namespace.owner!r}: nothing is stored under "
-                f"{namespace.uri()}; check the owner name"
+        if owner != caller:  # another owner's namespace: answered as a missing checkpoint
+            raise NotFound(
+                f"no checkpoint {key!r} in your namespace; check the key, e.g. "
+                "runs/<run>/best.safetensors"
             )
+        try:
+            return publish_checkpoint(  # a backbone by registered name only, never a path
+                namespace, key, prefix=self.prefix, onnx=self.onnx, registered_only=True
+            )
+        except NotFound as err:
+            raise self._not_found(key) from err
+
+    @staticmethod
+    def _not_found(key: str) -> NotFound:
         return NotFound(
-            f"owner {namespace.owner!r} has no checkpoint {key!r} (looked at "
-            f"{namespace.uri(key)}); check the key, e.g. runs/<run>/best.safetensors"
+            f"no checkpoint {key!r} in your namespace; check the key, e.g. "
+            "runs/<run>/best.safetensors"
         )
 
     def close(self) -> None:

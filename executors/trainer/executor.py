@@ -75,7 +75,9 @@ class RunTrainer(ServiceExecutor):
         )
         self.supervisor.start()
         if self.telemetry.meter is not None:
-            census = RunCensus(self.registry, [owner_of(None)])
+            # Every owner's runs, from the registry's owner index: the census acts for no
+            # request, so it has no owner of its own to start from.
+            census = RunCensus(self.registry, all_owners=True)
             observe_runs(self.telemetry.meter, census, self.supervisor.status)
 
     @requests(on="/runs/create")

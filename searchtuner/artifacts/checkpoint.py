@@ -95,7 +95,11 @@ def save_model_checkpoint(
 
 
 def load_model_checkpoint(
-    store: Store, key: str, *, device: str | torch.device | None = None
+    store: Store,
+    key: str,
+    *,
+    device: str | torch.device | None = None,
+    registered_only: bool = False,
 ) -> tuple[EmbeddingModel, dict[str, Any]]:
     """Rebuild a model from a checkpoint written by :func:`save_model_checkpoint`.
 
@@ -103,6 +107,9 @@ def load_model_checkpoint(
         store: the store that holds it.
         key: the checkpoint's key.
         device: where the model goes (default: the CPU).
+        registered_only: refuse a checkpoint whose backbone is not a registered name
+            (a local model folder): a service that publishes checkpoints a request names
+            must never read folders of its own file system that a spec points at.
 
     Returns:
         The model, in eval mode, and the info dict saved with it.
@@ -111,8 +118,8 @@ def load_model_checkpoint(
         NotFound: no object under ``key``.
         IntegrityError: the stored bytes do not match their recorded digest.
         CheckpointError: the object is not a SearchTuner checkpoint of a known format, its
-            backbone folder is gone, or its weights do not fit the architecture its spec
-            describes.
+            backbone folder is gone (or, with ``registered_only``, is a folder at all), or
+            its weights do not fit the architecture its spec describes.
     """
     where = store.uri(key)
     with tempfile.TemporaryDirectory(prefix="searchtuner-checkpoint-") as scratch:
@@ -120,6 +127,12 @@ def load_model_checkpoint(
         store.download(key, path)
         metadata, state = _read(path, where)
     spec, info = _parse_metadata(metadata, where)
+    if registered_only and spec.backbone not in REGISTRY:
+        raise CheckpointError(
+            f"the checkpoint {where} names the backbone {spec.backbone[:200]!r}, which is not "
+            f"a registered backbone ({', '.join(REGISTRY)}); this service rebuilds only those "
+            "and never reads model folders on its own machine"
+        )
     model = _rebuild(spec, where)
     load_state_checked(
         model, state, strict=True, source=f"the checkpoint {where}", error=CheckpointError

@@ -34,14 +34,27 @@ from searchtuner.artifacts.manifest import FORMAT_VERSION, read_manifest, verify
 from searchtuner.artifacts.model_card import ModelCardInfo
 from searchtuner.errors import ConfigError
 from searchtuner.models.embedding_model import EmbeddingModel
-from searchtuner.store.errors import IntegrityError, NotFound
+from searchtuner.store.errors import IntegrityError, InvalidKeyError, NotFound
+from searchtuner.store.keys import validate_key
 
 if TYPE_CHECKING:
-    from searchtuner.store.base import Store
+    from searchtuner.store.base import ObjectInfo, Store
 
 HANDLE_FORM = "stm<format>:<sha256>:<size>@<uri>, e.g. stm1:3f2a…(64 hex):1048576@s3://bucket/key"
 _COMPACT = re.compile(r"^stm(?P<version>\d+):(?P<sha256>[0-9a-f]{64}):(?P<size>\d+)@(?P<uri>.+)$")
 CACHE_ENV = "SEARCHTUNER_CACHE"
+MAX_HANDLE_TEXT = 4096
+"""Longest handle text :func:`owned_archive` parses (a compact handle is ~100 characters plus
+its URI); longer text is refused before it is parsed or echoed back."""
+
+
+class ModelNotFound(NotFound):
+    """No published model under the handle in this owner's namespace.
+
+    Raised alike for a handle whose archive was never published there and for one that
+    points anywhere else (another owner's namespace, another store, an object that is not a
+    published archive), so that an owner learns nothing about other namespaces.
+    """
 
 
 class BlobReader(Protocol):
@@ -241,6 +254,60 @@ def publish_model(
     with tempfile.TemporaryDirectory(prefix="searchtuner-bundle-") as scratch:
         folder = save_bundle(model, Path(scratch) / "bundle", card=card, onnx=onnx)
         return publish_bundle(folder, store, prefix=prefix)
+
+
+def owned_archive(store: Store, handle: ModelHandle | Mapping[str, Any] | str) -> ObjectInfo:
+    """The stored archive a handle names, looked up only inside ``store`` (an owner's view).
+
+    For a service that serves models to their owners: the handle's URI must lie inside
+    ``store`` and name a published archive (``<folder>/<sha256>.tar``, the handle's digest)
+    that is there. Anything else (another owner's namespace, ``..`` segments, another
+    store, an object that is not an archive, nothing stored) fails with the same
+    :class:`ModelNotFound` message, naming only the handle's digest.
+
+    Args:
+        store: the owner's view of the store (``store.for_owner(owner)``).
+        handle: the handle (object, dict, JSON or compact string).
+
+    Returns:
+        The archive's info; ``info.key`` is its key in ``store`` (give it to
+        ``store.open_stream``).
+
+    Raises:
+        ConfigError: a malformed handle; the message shows the expected form.
+        ModelNotFound: no archive of this handle in ``store``.
+        IntegrityError: the stored archive's digest or size differs from the handle's.
+    """
+    if isinstance(handle, str) and len(handle) > MAX_HANDLE_TEXT:
+        raise ConfigError(
+            f"a model handle of {len(handle):,} characters is not a handle; expected {HANDLE_FORM}"
+        )
+    resolved = ModelHandle.coerce(handle)
+    missing = ModelNotFound(
+        f"no published model with digest {resolved.sha256} in your namespace: it was never "
+        "published here, or has been deleted; a run's model handle is in its record "
+        "(GET /runs/<run_id>/model)"
+    )
+    prefix = store.uri().rstrip("/") + "/"
+    if not resolved.uri.startswith(prefix):
+        raise missing
+    key = resolved.uri[len(prefix) :]
+    try:
+        validate_key(key)
+    except InvalidKeyError:
+        raise missing from None  # e.g. "../bob/models/<sha>.tar": outside, so unknown here
+    if key.rsplit("/", 1)[-1] != f"{resolved.sha256}.tar":
+        raise missing  # not a published archive: a handle never names other objects
+    try:
+        info = store.stat(key)
+    except NotFound:
+        raise missing from None
+    if (info.sha256, info.size) != (resolved.sha256, resolved.size):
+        raise IntegrityError(
+            f"the archive {key} holds {info.size} bytes with SHA-256 {info.sha256}, but the "
+            f"handle says {resolved.size} bytes with {resolved.sha256}; publish the model again"
+        )
+    return info
 
 
 def default_cache_dir() -> Path:

@@ -34,7 +34,12 @@ def card_from_info(info: Mapping[str, Any]) -> ModelCardInfo:
 
 
 def publish_checkpoint(
-    store: Store, checkpoint_key: str, *, prefix: str = "models", onnx: bool = True
+    store: Store,
+    checkpoint_key: str,
+    *,
+    prefix: str = "models",
+    onnx: bool = True,
+    registered_only: bool = False,
 ) -> ModelHandle:
     """Turn a stored checkpoint into a published bundle archive and return its handle.
 
@@ -49,6 +54,9 @@ def publish_checkpoint(
         checkpoint_key: the checkpoint's key in ``store``.
         prefix: the folder of archives in ``store``.
         onnx: also put ``model.onnx`` into the bundle.
+        registered_only: refuse checkpoints of backbones that are not registered names
+            (see :func:`load_model_checkpoint`); a service publishing what a request names
+            sets it.
 
     Returns:
         The handle; :func:`searchtuner.get_model` loads it.
@@ -66,7 +74,7 @@ def publish_checkpoint(
         "searchtuner.onnx": onnx,
     }
     with span("searchtuner.publish", attributes) as current:
-        model, info = load_model_checkpoint(store, checkpoint_key)
+        model, info = load_model_checkpoint(store, checkpoint_key, registered_only=registered_only)
         card = card_from_info(info)
         with tempfile.TemporaryDirectory(prefix="searchtuner-publish-") as scratch:
             folder = save_bundle(model, Path(scratch) / "bundle", card=card, onnx=onnx)

@@ -25,12 +25,16 @@ STATUS_OF_ERROR: dict[str, int] = {
     "RunNotFound": 404,
     "DatasetNotFound": 404,
     "UploadNotFound": 404,
+    "ModelNotFound": 404,
     "TooManyUploads": 429,
+    "TooManyRuns": 429,
+    "TooLarge": 413,
+    "Unauthenticated": 401,
     "StoreUnavailable": 503,
 }
 """The HTTP status of each executor error a client caused; the gateway answers with these."""
 
-REQUEST_STATUSES = frozenset({400, 409, 413, 415, 422, 429})
+REQUEST_STATUSES = frozenset({400, 401, 409, 413, 415, 422, 429})
 SERVE_HINT = "start it with `searchtuner serve`, or point --url / SEARCHTUNER_URL at a running one"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from docarray import BaseDoc, DocList
 
 from searchtuner.artifacts import BlobReader
-from searchtuner.client.errors import ServiceError, error_from_status, unavailable
+from searchtuner.client.errors import ServiceError, error_from_status, service_error, unavailable
 from searchtuner.client.progress import progress_bar
 from searchtuner.client.transport import EVENTS_PAGE, poll_events
 from searchtuner.client.uploads import item_count, json_lines
@@ -47,7 +47,7 @@ class GrpcTransport:
 
     Args:
         url: the parsed ``grpc://`` (or ``grpcs://``, with TLS) URL.
-        token: sent as ``parameters["token"]`` with every request.
+        token: sent as ``authorization: Bearer <token>`` metadata with every request.
         timeout: seconds a request may take.
     """
 
@@ -56,7 +56,7 @@ class GrpcTransport:
         self.downloads_models = False
         self._address = url
         self.timeout = timeout
-        self._parameters = {"token": token} if token else {}
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._jina: Any = None
 
     def _client(self) -> Any:
@@ -102,7 +102,8 @@ class GrpcTransport:
             answer = client.post(
                 on=endpoint,
                 inputs=inputs,
-                parameters={**self._parameters, **(parameters or {})},
+                parameters=parameters or {},
+                metadata=self._metadata,
                 return_type=DocList[out],  # type: ignore[valid-type]
                 on_error=failed.append,
                 **options,
@@ -112,6 +113,9 @@ class GrpcTransport:
         except ConnectionError as err:  # jina's answer to UNAVAILABLE and DEADLINE_EXCEEDED
             raise unavailable(self.url, _first_line(str(err))) from err
         except (BadServerFlow, grpc.RpcError) as err:
+            refused = _refusal(err)
+            if refused is not None:
+                raise refused from err
             raise ServiceError(
                 f"the gRPC call of {endpoint} on {self.url} failed: {_first_line(str(err))}",
                 status=502,
@@ -253,3 +257,26 @@ def _fields(doc: BaseDoc) -> dict[str, Any]:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no details"
+
+
+GATEWAY_REFUSALS = {
+    "UNAUTHENTICATED": (401, "Unauthenticated"),
+    "RESOURCE_EXHAUSTED": (413, "TooLarge"),
+}
+"""gRPC codes the gateway itself answers with (before any executor), as HTTP status + name."""
+
+
+def _refusal(err: BaseException) -> ServiceError | None:
+    """The gateway's own refusal (a missing token, a request too large), if that is what
+    ``err`` (or the gRPC error jina raised it from) is."""
+    cause = err if hasattr(err, "code") else err.__cause__
+    code = getattr(cause, "code", None)
+    if not callable(code):
+        return None
+    name = getattr(code(), "name", "")
+    if name not in GATEWAY_REFUSALS:
+        return None
+    status, error = GATEWAY_REFUSALS[name]
+    details = getattr(cause, "details", None)
+    details = details() if callable(details) else str(cause)
+    return service_error(status, error, details)

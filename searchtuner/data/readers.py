@@ -113,6 +113,11 @@ class Record:
     errors: list[RowError] = field(default_factory=list)
 
 
+# A long field is the document size limit's to judge, not a CSV parse error (the csv module's
+# default limit is 128 KiB).
+csv.field_size_limit(max(csv.field_size_limit(), 256 << 20))
+
+
 def row_unit(source: str) -> str:
     """``"item"`` for in-memory sources (counted from 0), ``"row"`` for files."""
     return "item" if source.startswith("<") else "row"

@@ -55,7 +55,9 @@ def parse_kind(kind: DataKind | str | None) -> DataKind | None:
     try:
         return DataKind(str(kind).strip().lower())
     except ValueError as err:
-        raise invalid_choice("data kind", kind, [k.value for k in DataKind]) from err
+        # The value is echoed back in the message: a client may send megabytes as a kind.
+        shown = kind if len(str(kind)) <= 40 else f"{str(kind)[:40]}..."
+        raise invalid_choice("data kind", shown, [k.value for k in DataKind]) from err
 
 
 def _label_to_str(value: Any) -> Any:

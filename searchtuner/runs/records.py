@@ -42,6 +42,11 @@ class RunRecord(BaseModel):
         state: where the run is (see :class:`RunState`).
         created_at: when the run was created (ISO 8601 UTC).
         updated_at: when this record was last written.
+        queued_at: when it entered QUEUED: its place in its owner's queue (a supervisor
+            rebuilding its queue after a restart orders each owner's runs by it).
+        started_at: when it left the queue: the supervisor launched its first worker, or
+            (a multi-node run) its launcher moved it to PREPARING. Across owners, the order
+            of ``started_at`` is the order in which the fair queue served them.
         finished_at: when it reached a terminal state.
         request: the request, as validated.
         reason: why it FAILED or was CANCELLED, in a sentence a person can act on.
@@ -65,6 +70,8 @@ class RunRecord(BaseModel):
     state: RunState
     created_at: str
     updated_at: str
+    queued_at: str | None = None
+    started_at: str | None = None
     finished_at: str | None = None
     request: RunRequest
     reason: str | None = None

@@ -13,6 +13,8 @@ Layout in each owner's namespace (``owners/<owner>/`` of the root store)::
 and in the root store::
 
     index/live/<owner>/<run_id>                present while the run is live
+    index/owners/<owner>                       present once the owner has created a run
+    index/owners.json                          present once the owner index is complete
 
 **Events.** Store objects cannot be appended to, so each append writes a new chunk named by
 the first ``seq`` it holds; the next ``seq`` is found from the last chunk, so numbering
@@ -28,7 +30,11 @@ starting supervisor must resume) list only live runs of all owners instead of ev
 the store; S3 can list by prefix but not by suffix, so listing ``run.json`` keys would mean
 listing everything. The record stays the truth: a marker is written before a run's first
 record and removed after its terminal one, so every live run has a marker, and markers left
-by a crash in between are checked against the record and cleaned up.
+by a crash in between are checked against the record and cleaned up. The same markers count
+one owner's live runs (:meth:`RunRegistry.live_count`, for the per-owner limit) with one
+listing of ``index/live/<owner>/``. ``index/owners/`` names every owner that ever created a
+run (:meth:`RunRegistry.owners`, for counting runs of all owners); a store written before it
+existed is indexed once, by one listing of ``owners/``.
 
 **Concurrency.** A run's record is written by one party at a time: the executor while the
 run is CREATED/VALIDATING/QUEUED, the worker process while it runs, and the supervisor after
@@ -50,7 +56,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from searchtuner.errors import ConfigError, DataError
+from searchtuner.errors import ConfigError, DataError, shorten
 from searchtuner.runs.errors import RunIsLive, RunNotFound
 from searchtuner.runs.records import (
     UPDATABLE_FIELDS,
@@ -65,15 +71,21 @@ from searchtuner.runs.request import RunRequest
 from searchtuner.runs.states import LIVE_STATES, TERMINAL_STATES, RunState, check_transition
 from searchtuner.store.base import Store
 from searchtuner.store.errors import NotFound
-from searchtuner.store.prefixed import OwnerStore
+from searchtuner.store.prefixed import OWNERS_PREFIX, OwnerStore
 
 RUN_ID = re.compile(r"run-\d{14}-[0-9a-f]{6}")
 """The form of every run id (see :func:`~searchtuner.runs.records.new_run_id`)."""
 RUNS = "runs"
 RUN_INDEX = "run-index"
 LIVE_INDEX = "index/live"
+OWNER_INDEX = "index/owners"
+OWNER_INDEX_COMPLETE = "index/owners.json"
+"""Written once every owner with runs has a marker in ``index/owners/`` (stores from before
+the owner index get theirs from one scan of ``owners/``)."""
 COMPACT_AFTER = 64
 """Event chunks of one run after which the writer merges them into one."""
+MAX_REASON_CHARS = 4000
+"""A reason is a sentence or a few; one that echoes megabytes of a request is cut."""
 _READ_ATTEMPTS = 4
 """Reads of a run's events that may be retried because a compaction removed a chunk."""
 _ORPHAN_MARKER_AGE = 60.0
@@ -106,6 +118,8 @@ class RunRegistry:
         self.store = store
         self._lock = threading.RLock()
         self._tails: dict[tuple[str, str], _Tail] = {}
+        self._indexed_owners: set[str] = set()
+        self._owner_index_complete = False
 
     # -- records ---------------------------------------------------------------------------
 
@@ -147,6 +161,9 @@ class RunRegistry:
             )
             # The live marker goes first, so that no live record is ever without one.
             self.store.put_json(_live_key(owner, run_id), {"created_at": now})
+            if owner not in self._indexed_owners:  # one write per owner and process
+                self.store.put_json(f"{OWNER_INDEX}/{owner}", {"created_at": now})
+                self._indexed_owners.add(owner)
             self._write(mine, record)
             mine.put_json(f"{RUN_INDEX}/{run_id}", {"created_at": now})
             self.append_events(
@@ -227,6 +244,8 @@ class RunRegistry:
             ConfigError: a field that cannot be set.
         """
         new_state = RunState(state)
+        if reason is not None:
+            reason = shorten(reason, MAX_REASON_CHARS)
         with self._lock:
             record = self.get(owner, run_id)
             check_transition(record.state, new_state)
@@ -234,6 +253,11 @@ class RunRegistry:
             values = {**record.to_dict(), **_checked(fields), "state": new_state, "updated_at": now}
             if reason is not None:
                 values["reason"] = reason
+            if new_state is RunState.QUEUED and "queued_at" not in fields:
+                values["queued_at"] = now
+            if new_state is RunState.PREPARING and values.get("started_at") is None:
+                # A supervisor sets it at launch; a multi-node launcher's rank 0 gets it here.
+                values["started_at"] = now
             if new_state in TERMINAL_STATES:
                 values["finished_at"] = now
             updated = RunRecord.model_validate(values)
@@ -482,19 +506,79 @@ class RunRegistry:
         found: builtins.list[tuple[str, str, str]] = []
         for key in builtins.list(self.store.keys(prefix)):
             owner, _, run_id = key[len(prefix) :].partition("/")
-            try:
-                record = self.get(owner, run_id)
-            except RunNotFound:
-                if _marker_age(self.store, key) > _ORPHAN_MARKER_AGE:
-                    self.store.delete(key)
-                continue
-            except ConfigError:  # an owner name or record this version cannot read
-                continue
-            if record.state in TERMINAL_STATES:
-                self.store.delete(key)
-                continue
-            found.append((record.created_at, owner, run_id))
+            record = self._live_record(key, owner, run_id)
+            if record is not None:
+                found.append((record.created_at, owner, run_id))
         return [(owner, run_id) for _created, owner, run_id in sorted(found)]
+
+    def live_count(self, owner: str) -> int:
+        """How many live runs (any state but FINISHED, FAILED, CANCELLED) ``owner`` has.
+
+        Costs one listing of the owner's live markers and one read per marker (so about as
+        many reads as the owner has live runs, whatever the number of runs ever made); markers
+        left by a crash are checked against their record and cleaned up, as in
+        :meth:`live_runs`.
+
+        Raises:
+            InvalidKeyError: ``owner`` is not a valid owner name.
+        """
+        self.owner_store(owner)  # refuses a name that could reach outside the owner's markers
+        prefix = f"{LIVE_INDEX}/{owner}/"
+        count = 0
+        for key in builtins.list(self.store.keys(prefix)):
+            if self._live_record(key, owner, key[len(prefix) :]) is not None:
+                count += 1
+        return count
+
+    def owners(self) -> builtins.list[str]:
+        """Every owner that has created a run (and every owner with a live run), sorted.
+
+        Reads the owner index (one small object per owner). A store written before the index
+        existed is indexed on the first call, by one listing of everything under ``owners/``;
+        later calls, from any process, only read the index.
+        """
+        if not self._owner_index_complete:
+            # Two processes indexing at once write the same markers: no lock is needed.
+            if not self.store.exists(OWNER_INDEX_COMPLETE):
+                self._index_owners()
+            self._owner_index_complete = True
+        prefix = f"{OWNER_INDEX}/"
+        found = {key[len(prefix) :] for key in self.store.keys(prefix)}
+        # Markers are written before the owner's first record, so a run being created by a
+        # process that has not yet written the owner marker is live: its owner is found here.
+        live = f"{LIVE_INDEX}/"
+        found.update(key[len(live) :].partition("/")[0] for key in self.store.keys(live))
+        return sorted(found)
+
+    def _index_owners(self) -> None:
+        """Give every owner with a run in the store a marker in the owner index."""
+        prefix = f"{OWNERS_PREFIX}/"
+        owners: set[str] = set()
+        for key in self.store.keys(prefix):
+            owner, _, rest = key[len(prefix) :].partition("/")
+            if rest.startswith(f"{RUN_INDEX}/"):
+                owners.add(owner)
+        now = utc_now()
+        for owner in sorted(owners - self._indexed_owners):
+            self.store.put_json(f"{OWNER_INDEX}/{owner}", {"created_at": now})
+            self._indexed_owners.add(owner)
+        self.store.put_json(OWNER_INDEX_COMPLETE, {"indexed_at": now})
+
+    def _live_record(self, key: str, owner: str, run_id: str) -> RunRecord | None:
+        """The record of a live marker's run if it is live, else None (cleaning the marker
+        up when its run ended, or was never created and the marker is old)."""
+        try:
+            record = self.get(owner, run_id)
+        except RunNotFound:
+            if _marker_age(self.store, key) > _ORPHAN_MARKER_AGE:
+                self.store.delete(key)
+            return None
+        except ConfigError:  # an owner name or record this version cannot read
+            return None
+        if record.state in TERMINAL_STATES:
+            self.store.delete(key)
+            return None
+        return record
 
 
 def _live_key(owner: str, run_id: str) -> str:
@@ -506,7 +590,8 @@ def _chunk_key(run_id: str, first_seq: int) -> str:
 
 
 def _not_found(run_id: object) -> RunNotFound:
-    return RunNotFound(f"run {run_id} not found; list your runs with GET /runs")
+    # a megabyte of id is not worth echoing back
+    return RunNotFound(f"run {shorten(str(run_id))} not found; list your runs with GET /runs")
 
 
 def _marker_age(store: Store, key: str) -> float:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from searchtuner.data.schemas import DataKind
 from searchtuner.device import resolve_device
-from searchtuner.errors import ConfigError, invalid_choice
+from searchtuner.errors import ConfigError, invalid_choice, shorten
 from searchtuner.models.build import build_model
 from searchtuner.models.registry import REGISTRY
 from searchtuner.runs.launch import GPUS_PER_NODE_ENV, MAX_NODES_ENV
@@ -36,6 +36,10 @@ and the training loop cannot disagree about it.
 """
 
 _ORGANISATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+MAX_MODEL_NAME = 200
+MAX_HANDLE_LENGTH = 200
+"""Longest dataset handle a request may give (a handle is 69 characters): a request is
+stored with its run, so its strings are bounded."""
 MAX_PROCESSES_PER_NODE = 64
 MAX_NODES = 256
 
@@ -50,14 +54,20 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(
-        min_length=1, max_length=200, description="a registered backbone, e.g. all-MiniLM-L6-v2"
+        min_length=1,
+        max_length=MAX_MODEL_NAME,
+        description="a registered backbone, e.g. all-MiniLM-L6-v2",
     )
     model_options: dict[str, Any] = Field(
         default_factory=dict,
         description="keyword arguments of build_model: pooling, freeze, output_dim, ...",
     )
-    train_data: str = Field(min_length=1, description="handle of an uploaded dataset")
-    eval_data: str | None = Field(None, min_length=1, description="handle of an eval dataset")
+    train_data: str = Field(
+        min_length=1, max_length=MAX_HANDLE_LENGTH, description="handle of an uploaded dataset"
+    )
+    eval_data: str | None = Field(
+        None, min_length=1, max_length=MAX_HANDLE_LENGTH, description="handle of an eval dataset"
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="TrainConfig fields")
     name: str | None = Field(None, max_length=200, description="a name to show in listings")
     onnx: bool = Field(True, description="put model.onnx into the published bundle")
@@ -101,6 +111,17 @@ class RunRequest(BaseModel):
             )
         return cls(**data)
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        # A name is a label for listings and logs, never a key or a path; control
+        # characters would let it forge lines in logs and event streams.
+        if value is not None and not value.isprintable():
+            raise ValueError(
+                "holds control characters (newlines, tabs, NUL, ...); use printable characters only"
+            )
+        return value
+
     @field_validator("model_options")
     @classmethod
     def _check_model_options(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +164,8 @@ def describe_request_error(err: ValidationError) -> str:
     """One clause per bad field of a request: which field, what is wrong, what is allowed."""
     problems = []
     for problem in err.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "request"
-        message = str(problem["msg"]).removeprefix("Value error, ")
+        where = shorten(".".join(str(p) for p in problem["loc"]) or "request")
+        message = shorten(str(problem["msg"]).removeprefix("Value error, "), 2000)
         if problem["type"] == "extra_forbidden":
             message = f"unknown field; allowed: {', '.join(RunRequest.model_fields)}"
         elif problem["type"] == "missing":
@@ -188,6 +209,12 @@ def registered_model_name(model: str) -> str:
         ConfigError: a path, or a name that is not registered; the message lists the names.
     """
     names = list(REGISTRY)
+    if not isinstance(model, str) or not 0 < len(model) <= MAX_MODEL_NAME:
+        size = f"{len(model):,} characters" if isinstance(model, str) else type(model).__name__
+        raise ConfigError(
+            f"model must be the name of a registered backbone (1-{MAX_MODEL_NAME} characters), "
+            f"got {size}. Allowed: {', '.join(names)}"
+        )
     parts = model.split("/")
     organisation_ok = len(parts) == 1 or (len(parts) == 2 and _ORGANISATION.fullmatch(parts[0]))
     if organisation_ok:
@@ -215,8 +242,11 @@ def open_request_dataset(
     try:
         dataset = open_dataset(owner_store, handle)
     except DatasetNotFound as err:
+        # One message for a handle of another owner and one never uploaded: an owner must not
+        # learn what other namespaces hold. A malformed handle names nothing anywhere.
+        shown = handle if len(handle) <= 100 else f"{handle[:100]}..."
         raise ConfigError(
-            f"dataset {handle} not found (the request's {what}); upload it first with "
+            f"dataset {shown} not found (the request's {what}); upload it first with "
             "POST /datasets or searchtuner.Client.upload"
         ) from err
     info = dataset.info

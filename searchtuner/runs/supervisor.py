@@ -19,6 +19,10 @@ rank 0 moves it on. The supervisor neither counts it against ``max_concurrent`` 
 resumes or fails it; cancelling it works as for any run (the cancel marker, which the
 launched worker heeds at its next check).
 
+**Fairness.** Queued runs wait in one first-in-first-out queue per owner, and a free slot
+goes to the owner served longest ago (see :class:`FairQueue`): an owner who queued many runs
+takes turns with the others instead of making them wait for all of them.
+
 Run one supervisor per store: a second one would resume the same runs on start-up. Create
 and start it in the process that keeps it (for a Jina executor: in ``__init__``, which runs in
 the forked executor process), since its thread does not survive a fork; call :meth:`stop` when
@@ -37,7 +41,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +51,7 @@ import searchtuner
 from searchtuner.errors import ConfigError, SearchTunerError
 from searchtuner.runs.errors import RunNotFound
 from searchtuner.runs.launch import waiting_message
-from searchtuner.runs.records import RunRecord, parse_time
+from searchtuner.runs.records import RunRecord, parse_time, utc_now
 from searchtuner.runs.registry import RunRegistry
 from searchtuner.runs.states import WORKER_STATES, RunState
 from searchtuner.store.base import Store
@@ -63,6 +67,116 @@ CANCEL_EXTRA_WAIT = 5.0
 LOG_TAIL_CHARS = 4000
 """How much of a crashed worker's output goes into the run's log."""
 CANCELLED_BY_USER = "cancelled by the user"
+
+
+class FairQueue:
+    """Queued runs: first in first out within each owner, round-robin between owners.
+
+    The next run is the head of the queue of the owner whose run was launched longest ago;
+    owners without a launch (since this queue was made) come before every other, in the
+    order in which they started waiting. A launch moves its owner behind every other owner
+    that waits. So with one slot, alice's a1 … a4 queued before bob's b1, b2 start as a1, b1,
+    a2, b2, a3, a4. A run put back at the head of its owner's queue (:meth:`appendleft`: a
+    crash retry, a resumed run) goes before the owner's other runs, but waits for the owner's
+    turn like them.
+
+    Not thread-safe: the supervisor uses it under its lock.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, deque[str]] = {}  # owner -> run ids, next to start first
+        self._waiting_since: dict[str, int] = {}  # owner -> ticket when their queue filled
+        self._served: dict[str, int] = {}  # owner -> number of their last launch
+        self._tickets = 0
+        self._launches = 0
+
+    def append(self, owner: str, run_id: str) -> None:
+        """Queue a run behind the owner's other queued runs."""
+        self._queue_of(owner).append(run_id)
+
+    def appendleft(self, owner: str, run_id: str) -> None:
+        """Queue a run ahead of the owner's other queued runs."""
+        self._queue_of(owner).appendleft(run_id)
+
+    def remove(self, owner: str, run_id: str) -> bool:
+        """Take a run out of the queue; whether it was there."""
+        runs = self._runs.get(owner)
+        if runs is None or run_id not in runs:
+            return False
+        runs.remove(run_id)
+        self._forget_if_empty(owner)
+        return True
+
+    def popleft(self) -> tuple[str, str]:
+        """The next run to start, as ``(owner, run_id)``, taken out of the queue.
+
+        Taking a run out does not count as serving its owner (the run may turn out to be
+        cancelled meanwhile): call :meth:`served` once it is launched.
+
+        Raises:
+            IndexError: the queue is empty.
+        """
+        if not self._runs:
+            raise IndexError("pop from an empty FairQueue")
+        owner = min(self._runs, key=self._rank)
+        run_id = self._runs[owner].popleft()
+        self._forget_if_empty(owner)
+        return owner, run_id
+
+    def served(self, owner: str) -> None:
+        """Record that a run of ``owner`` was launched: the owner goes behind the others."""
+        self._served[owner] = self._launches
+        self._launches += 1
+
+    def order(self) -> list[tuple[str, str]]:
+        """Every queued ``(owner, run_id)`` in the order they will start, if each launches
+        and no other run is queued meanwhile."""
+        runs = {owner: list(queue) for owner, queue in self._runs.items()}
+        served = dict(self._served)
+        launches = self._launches
+        out: list[tuple[str, str]] = []
+        while runs:
+            owner = min(runs, key=lambda o: (served.get(o, -1), self._waiting_since[o]))
+            out.append((owner, runs[owner].pop(0)))
+            if not runs[owner]:
+                del runs[owner]
+            served[owner] = launches
+            launches += 1
+        return out
+
+    def clear(self) -> None:
+        """Forget every queued run (who was served when is kept)."""
+        self._runs.clear()
+        self._waiting_since.clear()
+
+    def __contains__(self, item: object) -> bool:
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        owner, run_id = item
+        runs = self._runs.get(owner)
+        return runs is not None and run_id in runs
+
+    def __len__(self) -> int:
+        return sum(len(runs) for runs in self._runs.values())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.order())
+
+    def _queue_of(self, owner: str) -> deque[str]:
+        if owner not in self._runs:
+            self._runs[owner] = deque()
+            self._waiting_since[owner] = self._tickets
+            self._tickets += 1
+        return self._runs[owner]
+
+    def _forget_if_empty(self, owner: str) -> None:
+        if not self._runs[owner]:
+            del self._runs[owner], self._waiting_since[owner]
+
+    def _rank(self, owner: str) -> tuple[int, int]:
+        # -1: never served goes first; ties (only between never-served owners) go to who
+        # started waiting first.
+        return self._served.get(owner, -1), self._waiting_since[owner]
 
 
 @dataclass
@@ -85,7 +199,8 @@ class RunSupervisor:
     Args:
         store_uri: the artifact store (``file:///dir``, ``s3://bucket/prefix``, a path); the
             workers open it by the same URI.
-        max_concurrent: workers running at once; more runs wait QUEUED, first in first out.
+        max_concurrent: workers running at once; more runs wait QUEUED, first in first out
+            within each owner and taking turns between owners (:class:`FairQueue`).
         scratch_dir: local folder for the workers' scratch files and output logs.
         max_attempts: crashes after which a run is FAILED instead of resumed.
         poll_interval: seconds between looks at the workers.
@@ -122,7 +237,7 @@ class RunSupervisor:
         self._store: Store | None = None
         self._registry: RunRegistry | None = None
         self._cond = threading.Condition(threading.RLock())
-        self._queue: deque[tuple[str, str]] = deque()
+        self._queue = FairQueue()
         self._running: dict[str, _Worker] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -141,8 +256,11 @@ class RunSupervisor:
     def start(self) -> None:
         """Resume what a previous supervisor left, then start the background thread.
 
-        Runs the previous service was running (PREPARING … PUBLISHING) go first, then QUEUED
-        runs in creation order; runs stuck CREATED/VALIDATING for over a minute are FAILED.
+        Each owner's queue is rebuilt with the runs the previous service was running
+        (PREPARING … PUBLISHING) first, then its QUEUED runs in the order they were queued;
+        owners with a resumed run take the first turns. Who was served last is not stored, so
+        owners then take turns from the owner whose oldest run waits longest. Runs stuck
+        CREATED/VALIDATING for over a minute are FAILED.
         Calling ``start`` on a started supervisor does nothing.
         """
         with self._cond:
@@ -177,13 +295,20 @@ class RunSupervisor:
                     return record  # queued already, or being trained by its launcher
                 message = waiting_message(run_id, request.nnodes, request.processes_per_node)
                 return registry.transition(owner, run_id, RunState.QUEUED, message=message)
+            # Queued first, to tell where it stands (other owners' runs that start before it
+            # count); the lock keeps the thread from launching it before its state is QUEUED.
+            self._queue.append(owner, run_id)
+            ahead = self._queue.order().index((owner, run_id))
             message = "queued"
-            if self._queue:
-                message += f"; {len(self._queue)} run(s) ahead"
+            if ahead:
+                message += f"; {ahead} run(s) ahead"
             if len(self._running) >= self.max_concurrent:
                 message += f"; waiting for one of {self.max_concurrent} worker slot(s)"
-            record = registry.transition(owner, run_id, RunState.QUEUED, message=message)
-            self._queue.append((owner, run_id))
+            try:
+                record = registry.transition(owner, run_id, RunState.QUEUED, message=message)
+            except BaseException:
+                self._queue.remove(owner, run_id)
+                raise
             self._cond.notify_all()
             return record
 
@@ -210,8 +335,7 @@ class RunSupervisor:
             if worker is None:
                 # Queued here, or no worker of this supervisor runs it (not started yet, or
                 # its previous service died: an orphaned worker exits within a second).
-                if (owner, run_id) in self._queue:
-                    self._queue.remove((owner, run_id))
+                self._queue.remove(owner, run_id)
                 return self._end(owner, run_id, RunState.CANCELLED, CANCELLED_BY_USER)
             worker.cancel = True
             self._signal(worker, signal.SIGTERM)
@@ -253,12 +377,18 @@ class RunSupervisor:
                 logger.warning("could not record the stop of run %s: %s", worker.run_id, err)
 
     def status(self) -> dict[str, Any]:
-        """What the supervisor is doing: running and queued run ids, worker pids, limits."""
+        """What the supervisor is doing: running and queued run ids, worker pids, limits.
+
+        ``queued`` lists the waiting runs in the order they will start (if no other run is
+        queued meanwhile); ``queued_owners`` gives each one's owner, in the same order.
+        """
         with self._cond:
+            order = self._queue.order()
             return {
                 "alive": self._thread is not None and self._thread.is_alive(),
                 "running": list(self._running),
-                "queued": [run_id for _owner, run_id in self._queue],
+                "queued": [run_id for _owner, run_id in order],
+                "queued_owners": [owner for owner, _run_id in order],
                 "workers": {run_id: w.process.pid for run_id, w in self._running.items()},
                 "max_concurrent": self.max_concurrent,
             }
@@ -280,7 +410,7 @@ class RunSupervisor:
     def _recover(self) -> None:
         registry = self.registry
         resume: list[tuple[str, str]] = []
-        queued: list[tuple[str, str]] = []
+        queued: list[tuple[str, str, str]] = []  # (queued_at, owner, run_id)
         now = datetime.now(UTC)
         for owner, run_id in registry.live_runs():
             if run_id in self._running or (owner, run_id) in self._queue:
@@ -300,7 +430,8 @@ class RunSupervisor:
             elif _external(record):
                 continue  # waits for, or is trained by, its multi-node launcher
             elif record.state is RunState.QUEUED:
-                queued.append((owner, run_id))
+                # A record from before queued_at existed: its creation is the closest guess.
+                queued.append((record.queued_at or record.created_at, owner, run_id))
             elif record.state in WORKER_STATES:
                 registry.append_events(owner, run_id, [{
                     "type": "log", "level": "warning",
@@ -308,14 +439,22 @@ class RunSupervisor:
                                f"{record.state.value}; resuming from the last checkpoint",
                 }])  # fmt: skip
                 resume.append((owner, run_id))
-        self._queue.extendleft(reversed(resume))  # resumed runs first, oldest first
-        self._queue.extend(queued)
+        # Each owner's resumed runs go to the head of their queue, oldest first; walking the
+        # owners in the order of their oldest resumed run makes them wait in that order too.
+        by_owner: dict[str, list[str]] = {}
+        for owner, run_id in resume:
+            by_owner.setdefault(owner, []).append(run_id)
+        for owner, run_ids in by_owner.items():
+            for run_id in reversed(run_ids):
+                self._queue.appendleft(owner, run_id)
+        for _queued_at, owner, run_id in sorted(queued):
+            self._queue.append(owner, run_id)
         self._cond.notify_all()
 
     def _launch(self) -> None:
         registry = self.registry
         while self._queue and len(self._running) < self.max_concurrent and not self._stopping:
-            owner, run_id = self._queue.popleft()
+            owner, run_id = self._queue.popleft()  # the fair pick: see FairQueue
             try:
                 record = registry.get(owner, run_id)
             except RunNotFound:
@@ -330,10 +469,13 @@ class RunSupervisor:
                 continue
             if _external(record):
                 continue  # submit and _recover never queue one; its launcher starts it
-            record = registry.update(owner, run_id, attempt=record.attempt + 1)
-            self._spawn(record)
+            first = {"started_at": utc_now()} if record.started_at is None else {}
+            record = registry.update(owner, run_id, attempt=record.attempt + 1, **first)
+            if self._spawn(record):
+                self._queue.served(owner)
 
-    def _spawn(self, record: RunRecord) -> None:
+    def _spawn(self, record: RunRecord) -> bool:
+        """Start a worker for the run; whether it started (if not, the run is FAILED)."""
         owner, run_id = record.owner, record.run_id
         folder = self.scratch_dir / owner / run_id
         (folder / "work").mkdir(parents=True, exist_ok=True)
@@ -359,9 +501,10 @@ class RunSupervisor:
             self._end(owner, run_id, RunState.FAILED,
                       f"could not start the trainer worker ({err}); check the service's "
                       "Python environment and scratch_dir, then start the run again")  # fmt: skip
-            return
+            return False
         logger.info("run %s: worker pid %d (attempt %d)", run_id, process.pid, record.attempt)
         self._running[run_id] = _Worker(owner, run_id, process, log_path)
+        return True
 
     def _store_uri_for_workers(self) -> str:
         store = self._store
@@ -429,7 +572,7 @@ class RunSupervisor:
                                       f"{self.max_attempts})",
                            "data": {"exit": how, "crashes": crashes}})  # fmt: skip
             registry.append_events(owner, run_id, events)
-            self._queue.appendleft((owner, run_id))
+            self._queue.appendleft(owner, run_id)  # first of its owner's runs, at its turn
             return
         registry.append_events(owner, run_id, events)
         reason = f"the trainer worker crashed {crashes} times (last: {how}); see the logs"

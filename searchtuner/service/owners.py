@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from searchtuner.store import InvalidKeyError, validate_segment
+from searchtuner.service.tokens import TokenStore, Unauthenticated
+from searchtuner.store import open_store
 
 LOCAL_OWNER = "local"
+TOKEN_PARAMETER = "token"
+
+__all__ = ["LOCAL_OWNER", "Unauthenticated", "owner_of", "store_uri_or_default", "token_store"]
 
 
 def owner_of(parameters: Mapping[str, Any] | None) -> str:
-    """The owner a request acts for.
+    """The owner a request acts for: the owner of the token in ``parameters["token"]``.
 
-    Without tokens (the embedded single-user default), every request acts for the one local
-    owner: ``SEARCHTUNER_OWNER``, default ``local``. The owner never comes from what a client
-    sends in the request, so a client cannot pick another owner's namespace.
+    The gateway puts the token there from the request's ``Authorization: Bearer`` header (HTTP)
+    or ``authorization`` metadata (gRPC), replacing whatever the client wrote into the
+    parameters; every executor resolves it again against the store's token records, so nothing
+    a client sends picks another owner's namespace.
 
     Raises:
-        RuntimeError: ``SEARCHTUNER_OWNER`` is not a valid owner name (a misconfigured
-            service, not a bad request).
+        Unauthenticated: no token, or one that is unknown or revoked.
     """
-    del parameters  # tokens, when configured, are resolved here (see docs/service.md)
-    owner = os.environ.get("SEARCHTUNER_OWNER", LOCAL_OWNER)
-    try:
-        validate_segment(owner, what="owner")
-    except InvalidKeyError as err:
-        raise RuntimeError(f"SEARCHTUNER_OWNER={owner!r} is not a valid owner name: {err}") from err
-    return owner
+    token = (parameters or {}).get(TOKEN_PARAMETER)
+    return token_store().resolve(token)
+
+
+def token_store(store_uri: str | None = None) -> TokenStore:
+    """The token records of the service's store (one cached instance per store URI)."""
+    return _token_store(store_uri_or_default(store_uri))
+
+
+@functools.lru_cache(maxsize=8)
+def _token_store(uri: str) -> TokenStore:
+    return TokenStore(open_store(uri))
 
 
 def store_uri_or_default(store_uri: str | None = None) -> str:

@@ -21,6 +21,10 @@ from searchtuner.service.schemas import PackedBatch
 FORMATS = {"jsonl": ".jsonl", "csv": ".csv"}
 MAX_UNPACKED_BYTES = 512 << 20  # a decompression bomb stops here
 LEVEL = 1  # fast: short texts compress ~3x even so, and the CPU is shared with training
+CSV_FIELD_LIMIT = 256 << 20
+"""The csv module refuses fields over 128 KiB by default; a field that large is the document
+size limit's to judge (ingest answers 413 with the limit's name), not a parse error."""
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
 
 
 def pack(rows: bytes, format: str, items: int) -> PackedBatch:

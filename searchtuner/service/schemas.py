@@ -124,6 +124,8 @@ class RunDoc(BaseDoc):
     reason: str = ""
     created_at: str = ""
     updated_at: str = ""
+    queued_at: str = Field(default="", description="When the run last entered QUEUED.")
+    started_at: str = Field(default="", description="When a worker first started it.")
     attempt: int = 0
     progress: dict[str, Any] = Field(default_factory=dict)
     model_handle: str = ""
@@ -166,8 +168,8 @@ class PublishRequest(BaseDoc):
 
     owner: str = Field(
         default="",
-        description="The owner whose namespace holds the checkpoint (owners/<owner>/ in the "
-        "store): one segment of letters, digits, '.', '_' and '-'.",
+        description="Leave empty: the checkpoint is in the namespace of the request token's "
+        "owner (owners/<owner>/ in the store); naming another owner finds nothing.",
     )
     checkpoint_key: str = Field(
         default="",

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from searchtuner.errors import ConfigError
+from searchtuner.errors import ConfigError, shorten
 
 
 class Backend(StrEnum):
@@ -73,5 +73,5 @@ def _describe(err: ValidationError) -> str:
         if not where:  # a check across fields: its message says it all
             clauses.append(message)
             continue
-        clauses.append(f"{where}: {message} (got {problem.get('input')!r})")
+        clauses.append(f"{shorten(where)}: {message} (got {shorten(repr(problem.get('input')))})")
     return "invalid encoder config: " + "; ".join(clauses)

@@ -26,7 +26,11 @@ class StoreAccessDenied(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The storage service cannot be reached or keeps failing (throttling, 5xx) after retries."""
+    """The storage service cannot be reached or keeps failing (throttling, 5xx) after retries.
+
+    The S3 store retries such failures for up to its outage budget (``outage_seconds``)
+    before raising this; the message says how long it waited and how to wait longer.
+    """
 
 
 class BucketNotFound(StoreError):

@@ -17,6 +17,9 @@ from searchtuner.store.errors import InvalidKeyError
 
 MAX_KEY_LENGTH = 1024
 """Longest key accepted, in characters (S3's limit for a whole object key)."""
+MAX_SEGMENT_NAME_LENGTH = 128
+"""Longest name :func:`validate_segment` accepts (an owner, a namespace part): such a name
+becomes a folder of the local backend, and file systems refuse names over 255 bytes."""
 
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _RULES = (
@@ -97,17 +100,20 @@ def validate_segment(name: str, *, what: str) -> str:
     """Check a name that must be exactly one key segment (an owner, a namespace part).
 
     Raises:
-        InvalidKeyError: the name is empty, ``.``/``..``, contains ``/`` or odd characters.
+        InvalidKeyError: the name is empty, ``.``/``..``, longer than
+            :data:`MAX_SEGMENT_NAME_LENGTH`, contains ``/`` or odd characters.
     """
+    rule = f"use one segment of at most {MAX_SEGMENT_NAME_LENGTH} letters, digits, '.', '_' and '-'"
     if not isinstance(name, str):
         raise InvalidKeyError(f"{what} must be a string, got {type(name).__name__}")
+    if len(name) > MAX_SEGMENT_NAME_LENGTH:
+        # Checked first, and the name cut: it is echoed back, and may be megabytes long.
+        raise InvalidKeyError(f"{what} {name[:40]!r}... is {len(name):,} characters long; {rule}")
     problem = _segment_problem(name)
     if problem is None and "/" not in name:
         return name
     reason = problem or "contains '/'"
-    raise InvalidKeyError(
-        f"{what} {name!r} {reason}; use one segment of letters, digits, '.', '_' and '-'"
-    )
+    raise InvalidKeyError(f"{what} {name!r} {reason}; {rule}")
 
 
 def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:

@@ -20,21 +20,39 @@ finished, so writes are atomic. An upload interrupted by a crash can leave an in
 multipart upload or a ``~uploads/`` object behind (never visible as a key); a bucket lifecycle
 rule (AbortIncompleteMultipartUpload, expiry on ``~uploads/``) removes them.
 
-Throttling and 5xx answers are retried by botocore's "standard" retry mode (exponential backoff
-with jitter, ``max_attempts`` in all), as are dropped connections.
+**Outages.** The store retries by itself (botocore's own retries are off): connection failures
+(refused, reset, timed out, a body cut short), throttling and 5xx answers are retried with
+capped exponential backoff (0.1 s doubling to 2 s, with jitter) until the request has been
+failing for ``outage_seconds`` (the *outage budget*, 30 s by default), then
+:class:`StoreUnavailable` says how long it waited and how to raise the budget. The budget
+counts from the request's first failure, so each request rides out an outage of up to that
+long; a success resets it. Every request is safe to send again:
+
+* writes (PutObject, parts, copies, deletes) are idempotent; a part is re-sent from the bytes
+  held for it, never re-read from the caller's stream, so a stream is read exactly once. A
+  multipart upload whose completion answer was lost is recognised by its object's size and
+  digest rather than failed.
+* a read that breaks mid-stream resumes at the next byte with a ranged GET pinned to the
+  object's ETag (``If-Match``), so bytes of a replacement are never spliced in; the sha256
+  check at the end covers the whole object as always.
+
+An outage is logged once (WARNING when it starts, INFO when S3 answers again), not per
+attempt.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import math
 import os
+import random
 import re
 import secrets
-from collections.abc import Generator, Iterable, Iterator, Mapping
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -65,7 +83,15 @@ from searchtuner.store.keys import (
     validate_metadata,
     validate_prefix,
 )
-from searchtuner.store.s3_errors import botocore_error, classify, s3_error
+from searchtuner.store.s3_errors import (
+    TRANSPORT_ERRORS,
+    botocore_error,
+    classify,
+    error_code,
+    is_transient,
+    outage_error,
+    store_error,
+)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -76,6 +102,16 @@ MAX_PARTS = 10_000
 MAX_COPY_OBJECT = 5 * GiB
 """Largest object CopyObject can copy in one request; larger ones use UploadPartCopy."""
 _UPLOADS = "~uploads"
+OUTAGE_VARIABLE = "SEARCHTUNER_STORE_OUTAGE_SECONDS"
+"""Environment variable with the default outage budget of S3 stores, in seconds."""
+DEFAULT_OUTAGE_SECONDS = 30.0
+MAX_OUTAGE_SECONDS = 86_400.0
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_CAP_S = 2.0
+"""Longest pause between attempts: how late, at most, a retry notices that S3 is back."""
+_FAILURES: tuple[type[Exception], ...] = (ClientError, BotoCoreError, *TRANSPORT_ERRORS)
+"""What a boto3 request raises when it fails (mapped to store errors by store_error)."""
+_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -87,18 +123,110 @@ def _positive(name: str, value: int, low: int, high: int) -> int:
     return value
 
 
+def parse_outage_seconds(value: float | str | None, source: str = "outage_seconds") -> float:
+    """An outage budget, checked: ``value``, else the environment, else the default.
+
+    Args:
+        value: seconds (a number, or text from a URI or the environment); ``None`` reads
+            ``SEARCHTUNER_STORE_OUTAGE_SECONDS``, and if that is unset takes 30.
+        source: where ``value`` came from, for the error message.
+
+    Raises:
+        ConfigError: not a number from 0 to 86400.
+    """
+    if value is None:
+        value = os.environ.get(OUTAGE_VARIABLE) or None
+        source = OUTAGE_VARIABLE
+        if value is None:
+            return DEFAULT_OUTAGE_SECONDS
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or not 0 <= number <= MAX_OUTAGE_SECONDS:  # NaN fails this too
+        raise ConfigError(
+            f"{source} must be a number of seconds from 0 to {MAX_OUTAGE_SECONDS:g} (how long "
+            f"the S3 store retries through an outage), got {value!r}"
+        )
+    return number
+
+
+class _Retry:
+    """The attempts of one request (or of one read stream): backoff and the outage budget.
+
+    Call :meth:`failed` in the ``except`` of each failed attempt: it sleeps before the next
+    attempt, or raises the store error once the failure is not transient, ``max_attempts``
+    are used up, or the request has been failing for longer than the outage budget.
+    """
+
+    def __init__(self, store: S3Store, action: str, key: str | None) -> None:
+        self.store, self.action, self.key = store, action, key
+        self.attempts = 0
+        """Failed attempts since the last success."""
+        self.since: float | None = None
+        """When the first of them failed (``time.monotonic()``)."""
+
+    def failed(self, err: Exception) -> None:
+        """Wait before the next attempt, or raise the store error for ``err``.
+
+        Raises:
+            StoreError: (or a subclass) ``err`` mapped, ``from err``.
+            StoreUnavailable: the outage budget is spent.
+        """
+        store = self.store
+        self.attempts += 1
+        mapped = store_error(
+            err, action=self.action, bucket=store.bucket, key=self.key,
+            endpoint=store.endpoint, attempts=self.attempts,
+        )  # fmt: skip
+        if not is_transient(err):
+            raise mapped from err
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            store._outage_began(err, self.action, self.key)
+        waited = now - self.since
+        if store.max_attempts is not None and self.attempts >= store.max_attempts:
+            raise mapped from err
+        budget = store.outage_seconds
+        if waited >= budget:
+            raise outage_error(
+                mapped, endpoint=store.endpoint, waited=waited, attempts=self.attempts,
+                budget=budget,
+            ) from err  # fmt: skip
+        delay = min(_BACKOFF_CAP_S, _BACKOFF_FIRST_S * 2 ** min(self.attempts - 1, 16))
+        # Jitter, so that the threads of a worker do not all hit a recovering server at once;
+        # and the last attempt happens at the deadline, not after it.
+        time.sleep(min(delay * random.uniform(0.5, 1.0), budget - waited))
+
+    def succeeded(self) -> None:
+        """A request got through: the next failure starts a new outage."""
+        self.attempts, self.since = 0, None
+        self.store._outage_ended()
+
+
 class _Multipart:
-    """One multipart upload: parts go up in order; ``abort`` on any failure."""
+    """One multipart upload: parts go up in order; ``abort`` on any failure.
+
+    Each part is sent from the bytes given to :meth:`send`, which the caller no longer needs
+    once it returns; so a retried part is re-sent whole, whatever the source was.
+    """
 
     def __init__(self, store: S3Store, key: str, metadata: dict[str, str] | None) -> None:
         self.store = store
         self.key = key
+        self.sha256 = None if metadata is None else metadata["sha256"]
+        self.size = 0
         self.parts: list[dict[str, Any]] = []
         extra: dict[str, Any] = {"Metadata": metadata} if metadata is not None else {}
-        with store._errors("starting a multipart upload to", key):
-            answer = store._client.create_multipart_upload(
-                Bucket=store.bucket, Key=key, ChecksumAlgorithm="CRC32", **extra
-            )
+        answer = store._request(
+            "starting a multipart upload to", key, store._client.create_multipart_upload,
+            Bucket=store.bucket, Key=key, ChecksumAlgorithm="CRC32", **extra,
+        )  # fmt: skip
         self.upload_id: str = answer["UploadId"]
 
     def send(self, body: bytes) -> None:
@@ -108,40 +236,24 @@ class _Multipart:
                 f"upload to {self.store.uri()}/{self.key} needs more than {MAX_PARTS} parts; "
                 f"raise part_size (now {self.store.part_size} bytes)"
             )
-        with self.store._errors("uploading a part to", self.key):
-            answer = self.store._client.upload_part(
-                Bucket=self.store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=body,
-                ChecksumAlgorithm="CRC32",
-            )
+        store = self.store
+        answer = store._request(
+            "uploading a part to", self.key, store._client.upload_part,
+            Bucket=store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+            Body=body, ChecksumAlgorithm="CRC32",
+        )  # fmt: skip
         part = {"PartNumber": number, "ETag": answer["ETag"]}
         if answer.get("ChecksumCRC32"):
             part["ChecksumCRC32"] = answer["ChecksumCRC32"]
         self.parts.append(part)
+        self.size += len(body)
 
     def complete(self) -> None:
-        with self.store._errors("completing the upload of", self.key):
-            self.store._client.complete_multipart_upload(
-                Bucket=self.store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
-            )
+        self.store._complete(self.key, self.upload_id, self.parts, self.size, self.sha256)
 
     def abort(self, cause: BaseException) -> None:
         """Abort the upload; if that fails too, say so on ``cause`` rather than hide it."""
-        try:
-            self.store._client.abort_multipart_upload(
-                Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id
-            )
-        except (ClientError, BotoCoreError) as err:
-            cause.add_note(
-                f"the incomplete multipart upload {self.upload_id} of {self.key!r} could not be "
-                f"aborted ({err}); a lifecycle rule AbortIncompleteMultipartUpload removes it"
-            )
+        self.store._abort(self.key, self.upload_id, cause)
 
 
 class S3Store(Store):
@@ -160,19 +272,28 @@ class S3Store(Store):
         region: the bucket's region; ``None`` uses the AWS chain.
         path_style: address buckets as ``endpoint/bucket/key`` (what S3-compatible servers
             expect) rather than ``bucket.endpoint/key``.
-        max_attempts: tries per request, the first included, for throttling, 5xx answers and
-            dropped connections (botocore "standard" retry mode, exponential backoff).
+        max_attempts: at most this many tries per request, the first included, for
+            throttling, 5xx answers and connection failures; ``None`` (the default): as many
+            as fit in the outage budget.
         multipart_threshold: objects of at least this many bytes go up in multipart uploads.
         part_size: bytes per multipart part (5 MiB to 5 GiB); ``put_stream`` holds up to about
             two parts in memory (measured: 33 MiB peak for a 100 MiB stream with 16 MiB parts).
         connect_timeout: seconds to wait for a connection.
         read_timeout: seconds to wait for data on an open connection.
+        outage_seconds: the outage budget: how long one request keeps retrying through
+            connection failures, throttling and 5xx answers before :class:`StoreUnavailable`
+            (the attempt under way when it runs out may take up to ``connect_timeout`` or
+            ``read_timeout`` more). ``None``: ``SEARCHTUNER_STORE_OUTAGE_SECONDS``, else 30.
+            0 gives up at the first failure.
         session: a boto3 session to take credentials and configuration from; ``None`` builds
             the default one.
 
     Raises:
-        ConfigError: a bad bucket name, prefix, size, or AWS profile.
+        ConfigError: a bad bucket name, prefix, size, outage budget, or AWS profile.
     """
+
+    _page_size = 1000
+    """Keys per listing request (S3's maximum); tests lower it to list in several pages."""
 
     def __init__(
         self,
@@ -182,11 +303,12 @@ class S3Store(Store):
         endpoint_url: str | None = None,
         region: str | None = None,
         path_style: bool = True,
-        max_attempts: int = 5,
+        max_attempts: int | None = None,
         multipart_threshold: int = 16 * MiB,
         part_size: int = 16 * MiB,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        outage_seconds: float | None = None,
         session: boto3.session.Session | None = None,
     ) -> None:
         if not isinstance(bucket, str) or not _BUCKET.fullmatch(bucket):
@@ -197,7 +319,12 @@ class S3Store(Store):
         self.bucket = bucket
         prefix = prefix.strip("/")
         self.prefix = validate_key(prefix, what="S3 prefix") if prefix else ""
-        self.max_attempts = _positive("max_attempts", max_attempts, 1, 20)
+        self.max_attempts = (
+            None if max_attempts is None else _positive("max_attempts", max_attempts, 1, 20)
+        )
+        self.outage_seconds = parse_outage_seconds(outage_seconds)
+        self._outage_lock = threading.Lock()  # guards _outage_since
+        self._outage_since: float | None = None
         self.part_size = _positive("part_size", part_size, MIN_PART_SIZE, MAX_PART_SIZE)
         self.multipart_threshold = _positive(
             "multipart_threshold", multipart_threshold, 1, MAX_COPY_OBJECT
@@ -207,7 +334,9 @@ class S3Store(Store):
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "total_max_attempts": max_attempts},  # first included
+            # One try per botocore call: _request retries, against the outage budget, which
+            # botocore's count of attempts with their short backoff cannot express.
+            retries={"mode": "standard", "total_max_attempts": 1},
             s3={"addressing_style": "path" if path_style else "auto"},
             # Reads are verified end to end against the sha256; botocore's own CRC check of
             # responses adds nothing and misfires on copies of multipart objects (whose stored
@@ -235,19 +364,54 @@ class S3Store(Store):
 
     # ---- helpers -------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self, action: str, key: str | None) -> Generator[None, None, None]:
-        """Re-raise botocore failures as store errors naming the bucket, key and endpoint."""
-        try:
-            yield
-        except ClientError as err:
-            raise s3_error(
-                err, action=action, bucket=self.bucket, key=key, endpoint=self.endpoint
-            ) from err
-        except BotoCoreError as err:
-            raise botocore_error(
-                err, action=action, bucket=self.bucket, key=key, endpoint=self.endpoint
-            ) from err
+    def _request(
+        self, action: str, key: str | None, call: Callable[..., _T], /, **params: Any
+    ) -> _T:
+        """``call(**params)``, retried through outages; failures become store errors.
+
+        Args:
+            action: what the request does, for messages (``"writing"``).
+            key: the full S3 key it is about, or ``None``.
+            call: a boto3 client method; it must be safe to send again (see the module
+                docstring), with ``params`` that a retry can use as they are (bytes, not
+                a file object that the first try has read).
+
+        Raises:
+            StoreError: (or a subclass) naming the bucket, key and endpoint.
+        """
+        retry = _Retry(self, action, key)
+        while True:
+            try:
+                answer = call(**params)
+            except _FAILURES as err:
+                retry.failed(err)
+                continue
+            retry.succeeded()
+            return answer
+
+    def _outage_began(self, err: Exception, action: str, key: str | None) -> None:
+        """Log the start of an outage, once however many requests and threads retry."""
+        with self._outage_lock:
+            if self._outage_since is not None:
+                return
+            self._outage_since = time.monotonic()
+        where = f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
+        _log.warning(
+            "S3 at %s is unavailable (%s while %s %s); retrying for up to %g s "
+            "(outage_seconds) before giving up",
+            self.endpoint, type(err).__name__, action, where, self.outage_seconds,
+        )  # fmt: skip
+
+    def _outage_ended(self) -> None:
+        """Log the end of an outage, once, at the first request that gets through."""
+        if self._outage_since is None:  # the common case, without taking the lock
+            return
+        with self._outage_lock:
+            since, self._outage_since = self._outage_since, None
+        if since is not None:
+            _log.info(
+                "S3 at %s answers again after %.1f s", self.endpoint, time.monotonic() - since
+            )
 
     def _full(self, key: str) -> str:
         validate_key(key)
@@ -282,8 +446,9 @@ class S3Store(Store):
         """A 404 on HEAD does not say whether the key or the bucket is missing: ask once."""
         if not self._bucket_seen:
             try:
-                with self._errors("checking the bucket for", None):
-                    self._client.head_bucket(Bucket=self.bucket)
+                self._request(
+                    "checking the bucket for", None, self._client.head_bucket, Bucket=self.bucket
+                )
             except NotFound:
                 return BucketNotFound(
                     f"S3 bucket {self.bucket!r} does not exist at {self.endpoint}; create it "
@@ -293,27 +458,100 @@ class S3Store(Store):
             self._bucket_seen = True
         return NotFound(f"no object {key!r} in {self.uri()}; check the key with list()")
 
-    def _discard(self, temporary: str) -> str | None:
-        """Delete a temporary upload; a description of the failure, or ``None``."""
+    def _discard(self, temporary: str, *, retry: bool = True) -> str | None:
+        """Delete a temporary upload; a description of the failure, or ``None``.
+
+        Args:
+            temporary: its full key.
+            retry: retry through an outage; ``False`` tries once, for the cleanup after a
+                failure (which may be that outage: waiting for it again would only delay the
+                error).
+        """
         try:
-            with self._errors("removing the temporary upload", temporary):
+            if retry:
+                self._request(
+                    "removing the temporary upload", temporary, self._client.delete_object,
+                    Bucket=self.bucket, Key=temporary,
+                )  # fmt: skip
+            else:
                 self._client.delete_object(Bucket=self.bucket, Key=temporary)
         except SearchTunerError as err:
             return f"the temporary object s3://{self.bucket}/{temporary} was left behind: {err}"
+        except _FAILURES as err:
+            return (
+                f"the temporary object s3://{self.bucket}/{temporary} was left behind "
+                f"({type(err).__name__}: {err})"
+            )
         return None
+
+    def _complete(
+        self, key: str, upload_id: str, parts: list[dict[str, Any]], size: int, sha256: str | None
+    ) -> None:
+        """CompleteMultipartUpload, retried; a retry that finds the upload done succeeds.
+
+        If an attempt completed the upload but its answer was lost, the next attempt gets
+        NoSuchUpload: then the object under ``key`` is checked against the ``size`` (and
+        ``sha256`` metadata when given) that this upload must have produced.
+        """
+        retry = _Retry(self, "completing the upload of", key)
+        while True:
+            try:
+                self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                )  # fmt: skip
+            except ClientError as err:
+                if not (
+                    retry.attempts
+                    and error_code(err) == "NoSuchUpload"
+                    and self._landed(key, size, sha256)
+                ):
+                    retry.failed(err)
+                    continue
+            except _FAILURES as err:
+                retry.failed(err)
+                continue
+            retry.succeeded()
+            return
+
+    def _landed(self, key: str, size: int, sha256: str | None) -> bool:
+        """Whether the object under ``key`` is the one an upload of ``size``/``sha256`` made."""
+        try:
+            answer = self._request(
+                "checking the upload of", key, self._client.head_object,
+                Bucket=self.bucket, Key=key,
+            )  # fmt: skip
+        except NotFound:
+            return False
+        if int(answer.get("ContentLength", -1)) != size:
+            return False
+        return sha256 is None or answer.get("Metadata", {}).get("sha256") == sha256
+
+    def _abort(self, key: str, upload_id: str, cause: BaseException) -> None:
+        """Abort a multipart upload with one try; a failure is told on ``cause``, not raised.
+
+        One try: the failure being handled may be an outage, and waiting for it again would
+        only delay the error. A lifecycle rule removes what is left.
+        """
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except _FAILURES as err:
+            cause.add_note(
+                f"the incomplete multipart upload {upload_id} of {key!r} could not be aborted "
+                f"({type(err).__name__}: {err}); a lifecycle rule AbortIncompleteMultipartUpload "
+                "removes it"
+            )
 
     # ---- writing -------------------------------------------------------------------------
 
     def _put_object(self, key: str, body: bytes, user: Mapping[str, str]) -> ObjectInfo:
         full = self._full(key)
         sha256 = hashlib.sha256(body).hexdigest()
-        with self._errors("writing", full):
-            self._client.put_object(
-                Bucket=self.bucket,
-                Key=full,
-                Body=body,
-                Metadata=self._metadata(sha256, len(body), user),
-            )
+        self._request(
+            "writing", full, self._client.put_object,
+            Bucket=self.bucket, Key=full, Body=body,
+            Metadata=self._metadata(sha256, len(body), user),
+        )  # fmt: skip
         self._bucket_seen = True
         return ObjectInfo(key, len(body), sha256, dict(user))
 
@@ -357,14 +595,18 @@ class S3Store(Store):
         except BaseException as err:
             if upload is not None:
                 upload.abort(err)
+            if isinstance(err, StoreError):
+                err.add_note(self._unfinished(key, size))
             raise
         info = ObjectInfo(key, size, digest.hexdigest(), user)
         try:
             self._copy(temporary, full, size, self._metadata(info.sha256, size, user))
         except BaseException as err:
-            problem = self._discard(temporary)
+            problem = self._discard(temporary, retry=False)
             if problem is not None:
                 err.add_note(problem)
+            if isinstance(err, StoreError):
+                err.add_note(self._unfinished(key, size))
             raise
         problem = self._discard(temporary)
         if problem is not None:
@@ -372,52 +614,42 @@ class S3Store(Store):
             _log.warning("%s; a lifecycle rule expiring '%s/' removes it", problem, _UPLOADS)
         return info
 
+    def _unfinished(self, key: str, size: int) -> str:
+        """What a failed ``put_stream`` leaves: the stream is spent, the key untouched."""
+        return (
+            f"{size} bytes of the stream had been read when the write failed, and a stream "
+            f"cannot be read twice; nothing partial is visible under {self.uri(key)} (a write "
+            "is all or nothing): write it again from the start of its data"
+        )
+
     def _copy(self, source: str, target: str, size: int, metadata: dict[str, str]) -> None:
         """Server-side copy that sets ``metadata``; part by part above CopyObject's 5 GiB."""
         origin = {"Bucket": self.bucket, "Key": source}
         if size <= self._copy_object_limit:
-            with self._errors("copying the upload to", target):
-                self._client.copy_object(
-                    Bucket=self.bucket,
-                    Key=target,
-                    CopySource=origin,
-                    MetadataDirective="REPLACE",
-                    Metadata=metadata,
-                )
+            self._request(
+                "copying the upload to", target, self._client.copy_object,
+                Bucket=self.bucket, Key=target, CopySource=origin, MetadataDirective="REPLACE",
+                Metadata=metadata,
+            )  # fmt: skip
             return
         part = max(self.part_size, math.ceil(size / MAX_PARTS))
-        with self._errors("starting a multipart copy to", target):
-            upload_id = self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=target, Metadata=metadata
-            )["UploadId"]
+        upload_id: str = self._request(
+            "starting a multipart copy to", target, self._client.create_multipart_upload,
+            Bucket=self.bucket, Key=target, Metadata=metadata,
+        )["UploadId"]  # fmt: skip
         parts: list[dict[str, Any]] = []
         try:
             for number, start in enumerate(range(0, size, part), start=1):
                 end = min(start + part, size) - 1
-                with self._errors("copying a part to", target):
-                    answer = self._client.upload_part_copy(
-                        Bucket=self.bucket,
-                        Key=target,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        CopySource=origin,
-                        CopySourceRange=f"bytes={start}-{end}",
-                    )
+                answer = self._request(
+                    "copying a part to", target, self._client.upload_part_copy,
+                    Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number,
+                    CopySource=origin, CopySourceRange=f"bytes={start}-{end}",
+                )  # fmt: skip
                 parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-            with self._errors("completing the copy to", target):
-                self._client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=target,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                )
+            self._complete(target, upload_id, parts, size, metadata["sha256"])
         except BaseException as err:
-            try:
-                self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=target, UploadId=upload_id
-                )
-            except (ClientError, BotoCoreError) as abort_err:
-                err.add_note(f"the multipart copy {upload_id} could not be aborted: {abort_err}")
+            self._abort(target, upload_id, err)
             raise
 
     def put_file(
@@ -459,8 +691,9 @@ class S3Store(Store):
 
     def _open(self, key: str) -> tuple[ObjectInfo, Iterator[bytes]]:
         full = self._full(key)
-        with self._errors("reading", full):
-            answer = self._client.get_object(Bucket=self.bucket, Key=full)
+        answer = self._request(
+            "reading", full, self._client.get_object, Bucket=self.bucket, Key=full
+        )
         body = answer["Body"]
         try:
             info = self._info(key, answer.get("Metadata", {}))
@@ -470,20 +703,71 @@ class S3Store(Store):
         except BaseException:
             body.close()
             raise
-        return info, self._chunks(body, full)
+        return info, self._chunks(body, full, answer.get("ETag"), info.size)
 
-    def _chunks(self, body: Any, full: str) -> Generator[bytes, None, None]:
+    def _chunks(
+        self, body: Any, full: str, etag: str | None, size: int
+    ) -> Generator[bytes, None, None]:
+        """The body's chunks; a broken connection resumes at the next byte (ranged GET).
+
+        The caller (``verified``) hashes what this yields, so a resumed read is checked
+        against the object's sha256 like any other.
+        """
+        retry = _Retry(self, "reading", full)
+        offset = 0
         try:
-            with self._errors("reading", full):
-                yield from body.iter_chunks(CHUNK_SIZE)
+            while True:
+                try:
+                    for chunk in body.iter_chunks(CHUNK_SIZE):
+                        if retry.attempts:  # bytes flow again: that outage is over
+                            retry.succeeded()
+                        offset += len(chunk)
+                        yield chunk
+                    return
+                except _FAILURES as err:
+                    body.close()
+                    retry.failed(err)  # waits, or raises once the budget is spent
+                    if offset >= size:
+                        return  # every byte arrived; the digest check decides
+                    body = self._resume(full, etag, offset, retry)
         finally:
             body.close()
+
+    def _resume(self, full: str, etag: str | None, offset: int, retry: _Retry) -> Any:
+        """The body of ``full`` from byte ``offset`` on, of the same version (``etag``).
+
+        Raises:
+            StoreError: the object was replaced since the read began (its ETag changed).
+            NotFound: it was deleted meanwhile.
+        """
+        pinned: dict[str, str] = {"IfMatch": etag} if etag else {}
+        while True:
+            try:
+                answer = self._client.get_object(
+                    Bucket=self.bucket, Key=full, Range=f"bytes={offset}-", **pinned
+                )
+            except ClientError as err:
+                if error_code(err) == "PreconditionFailed":
+                    raise StoreError(
+                        f"object s3://{self.bucket}/{full} was replaced while it was being "
+                        f"read (the connection broke after {offset} bytes, and the object "
+                        "has changed since); read it again"
+                    ) from err
+                retry.failed(err)
+                continue
+            except _FAILURES as err:
+                retry.failed(err)
+                continue
+            self._outage_ended()
+            return answer["Body"]
 
     def stat(self, key: str) -> ObjectInfo:
         full = self._full(key)
         try:
-            with self._errors("reading the metadata of", full):
-                answer = self._client.head_object(Bucket=self.bucket, Key=full)
+            answer = self._request(
+                "reading the metadata of", full, self._client.head_object,
+                Bucket=self.bucket, Key=full,
+            )  # fmt: skip
         except NotFound as err:
             raise self._not_found(key) from err
         return self._info(key, answer.get("Metadata", {}))
@@ -491,22 +775,28 @@ class S3Store(Store):
     def keys(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
         base = self._base()
-        with self._errors("listing", f"{base}{prefix}"):
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{base}{prefix}"
+        where = f"{base}{prefix}"
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": where}
+        while True:
+            # Page by page, each page a request of its own: a retried page resumes the
+            # listing at its continuation token, so no key is skipped or listed twice.
+            page = self._request(
+                "listing", where, self._client.list_objects_v2, MaxKeys=self._page_size, **params
             )
-            for page in pages:
-                for entry in page.get("Contents", []):
-                    key = entry["Key"][len(base) :]
-                    if is_valid_key(key):
-                        yield key
+            for entry in page.get("Contents", []):
+                key = entry["Key"][len(base) :]
+                if is_valid_key(key):
+                    yield key
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
 
     # ---- deleting ------------------------------------------------------------------------
 
     def delete(self, key: str) -> None:
         full = self._full(key)
-        with self._errors("deleting", full):
-            self._client.delete_object(Bucket=self.bucket, Key=full)
+        self._request("deleting", full, self._client.delete_object, Bucket=self.bucket, Key=full)
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under ``prefix`` in batches of 1000 (DeleteObjects)."""
@@ -527,11 +817,11 @@ class S3Store(Store):
 
     def _delete_batch(self, base: str, keys: list[str]) -> int:
         where = f"{base}{keys[0]}"
-        with self._errors("deleting", where):
-            answer = self._client.delete_objects(
-                Bucket=self.bucket,
-                Delete={"Objects": [{"Key": base + key} for key in keys], "Quiet": True},
-            )
+        answer = self._request(
+            "deleting", where, self._client.delete_objects,
+            Bucket=self.bucket,
+            Delete={"Objects": [{"Key": base + key} for key in keys], "Quiet": True},
+        )  # fmt: skip
         failures = answer.get("Errors", [])
         if failures:
             first = failures[0]

@@ -1,7 +1,8 @@
 """Turn boto3/botocore failures into store errors that say what to fix.
 
 Errors are classified by botocore's error *code* (``err.response["Error"]["Code"]``), the HTTP
-status and the exception class - never by the text of a message.
+status and the exception class - never by the text of a message. :func:`is_transient` decides
+which failures the S3 store retries (see :class:`~searchtuner.store.s3.S3Store`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from urllib3.exceptions import ProtocolError as URLLib3ProtocolError
+from urllib3.exceptions import TimeoutError as URLLib3TimeoutError
 
 from searchtuner.errors import ConfigError, SearchTunerError
 from searchtuner.store.errors import (
@@ -62,14 +65,105 @@ THROTTLING_CODES = frozenset(
         "InternalError",
     }
 )
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    BotoConnectionError,  # EndpointConnectionError (refused), Connect/ReadTimeoutError, ...
+    HTTPClientError,  # ConnectionClosedError (reset mid-request), ResponseStreamingError
+    IncompleteReadError,  # a body cut short
+    # botocore wraps what urllib3 and sockets raise; these catch what might slip through
+    # (e.g. from a streaming body), so that a dropped connection is never taken for data.
+    URLLib3ProtocolError,
+    URLLib3TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+"""Client-side failures that mean "the server could not be reached or the connection broke"."""
 _CREDENTIAL_HELP = (
     "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, or the profile "
     "named by AWS_PROFILE in ~/.aws/credentials"
 )
 
 
+def error_code(err: ClientError) -> str:
+    """The S3 error code of an error answer (``""`` when it has none)."""
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether trying the same request again later may succeed.
+
+    True for connection failures (refused, reset, timed out, a body cut short) and for
+    answers that say "not now": throttling codes and any 5xx status. Never for an answer
+    about the request itself (missing object, denied, bad credentials).
+    """
+    if isinstance(err, ClientError):
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return error_code(err) in THROTTLING_CODES or status >= 500
+    return isinstance(err, TRANSPORT_ERRORS)
+
+
+def store_error(
+    err: Exception,
+    *,
+    action: str,
+    bucket: str,
+    key: str | None,
+    endpoint: str,
+    attempts: int | None = None,
+) -> SearchTunerError:
+    """The store error for any failure of an S3 request (see :func:`s3_error`).
+
+    Args:
+        err: what boto3 raised (a ClientError, a BotoCoreError, or a transport error that
+            was not wrapped).
+        action: what was being done, e.g. ``"reading"``.
+        bucket: the bucket asked for.
+        key: the full S3 key asked for, or ``None``.
+        endpoint: the endpoint URL in use.
+        attempts: how many times the request was sent; ``None`` takes botocore's count.
+    """
+    if isinstance(err, ClientError):
+        return s3_error(
+            err, action=action, bucket=bucket, key=key, endpoint=endpoint, attempts=attempts
+        )
+    if isinstance(err, BotoCoreError):
+        return botocore_error(err, action=action, bucket=bucket, key=key, endpoint=endpoint)
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    if isinstance(err, TRANSPORT_ERRORS):
+        return StoreUnavailable(
+            f"cannot reach S3 at {endpoint} while {action} {where} ({type(err).__name__}: "
+            f"{err}); check that the server is running, and the network"
+        )
+    return StoreError(f"S3 client failed while {action} {where}: {type(err).__name__}: {err}")
+
+
+def outage_error(
+    cause: SearchTunerError, *, endpoint: str, waited: float, attempts: int, budget: float
+) -> StoreUnavailable:
+    """The error for a request that kept failing for longer than the store's outage budget.
+
+    Args:
+        cause: the store error of the last attempt (it names the request and the endpoint).
+        endpoint: the endpoint URL in use.
+        waited: seconds from the request's first failure to giving up.
+        attempts: how many times the request was sent.
+        budget: the outage budget in seconds (``outage_seconds``).
+    """
+    return StoreUnavailable(
+        f"S3 at {endpoint} was still unavailable after {waited:.1f} s of retries "
+        f"({attempts} attempt(s)), the store's outage budget of {budget:g} s: {cause}. To wait "
+        "out longer outages, raise outage_seconds (SEARCHTUNER_STORE_OUTAGE_SECONDS, or "
+        "?outage_seconds=N on the store URI)"
+    )
+
+
 def s3_error(
-    err: ClientError, *, action: str, bucket: str, key: str | None, endpoint: str
+    err: ClientError,
+    *,
+    action: str,
+    bucket: str,
+    key: str | None,
+    endpoint: str,
+    attempts: int | None = None,
 ) -> SearchTunerError:
     """The store error for an error answer from S3.
 
@@ -79,6 +173,7 @@ def s3_error(
         bucket: the bucket asked for.
         key: the full S3 key asked for, or ``None`` for bucket-level requests.
         endpoint: the endpoint URL in use.
+        attempts: how many times the request was sent; ``None`` takes botocore's count.
 
     Returns:
         BucketNotFound, NotFound, StoreAccessDenied, StoreUnavailable, ConfigError (wrong
@@ -86,11 +181,13 @@ def s3_error(
     """
     error = err.response.get("Error", {})
     meta = err.response.get("ResponseMetadata", {})
+    if attempts is None:
+        attempts = int(meta.get("RetryAttempts", 0) or 0) + 1
     return classify(
         str(error.get("Code", "")),
         status=int(meta.get("HTTPStatusCode", 0) or 0),
         message=str(error.get("Message", "")),
-        attempts=int(meta.get("RetryAttempts", 0) or 0) + 1,
+        attempts=attempts,
         action=action,
         bucket=bucket,
         key=key,
@@ -147,8 +244,8 @@ def classify(
     if code in THROTTLING_CODES or status >= 500:
         return StoreUnavailable(
             f"S3 at {endpoint} kept failing while {action} {where} {detail} after {attempts} "
-            "attempt(s) with backoff; try again later, or raise max_attempts if the service "
-            "throttles this workload"
+            "attempt(s) with backoff; try again later, or raise max_attempts or outage_seconds "
+            "if the service throttles this workload"
         )
     return StoreError(f"S3 refused {action} {where} {detail}")
 

@@ -6,7 +6,9 @@ not kept in memory. Reading every record at every scrape would cost one object p
 made; terminal states never change, so a run read once as FINISHED, FAILED or CANCELLED is
 remembered and only live runs are read again. A look costs one listing per owner plus one read
 per live run, and happens at most once per ``min_interval`` seconds (one collection reads
-several gauges: they share one look).
+several gauges: they share one look). With ``all_owners``, the owners are those of the
+registry's owner index (:meth:`RunRegistry.owners`), read again at each look: an owner's first
+run is counted from the next look on.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class RunCensus:
         registry: the run registry (over the root store).
         owners: owners whose finished runs are counted too (the service's owner); owners with
             a live run are found in the registry's live index.
+        all_owners: count the runs of every owner that ever created one (what a service
+            with many owners wants), not only of ``owners`` and of owners with a live run.
         min_interval: seconds during which a look is reused instead of read again.
         clock: seconds, monotonic (tests).
     """
@@ -58,11 +62,13 @@ class RunCensus:
         registry: RunRegistry,
         owners: Iterable[str] = (),
         *,
+        all_owners: bool = False,
         min_interval: float = LOOK_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
         self.owners = tuple(owners)
+        self.all_owners = all_owners
         self.min_interval = min_interval
         self._clock = clock
         self._lock = threading.Lock()
@@ -125,6 +131,9 @@ class RunCensus:
 
     def _owners(self) -> list[str]:
         owners = dict.fromkeys(self.owners)
+        if self.all_owners:  # the registry's owners include those with a live run
+            owners.update(dict.fromkeys(self.registry.owners()))
+            return list(owners)
         prefix = f"{LIVE_INDEX}/"
         for key in self.registry.store.keys(prefix):
             owner, _, _run = key[len(prefix) :].partition("/")

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from searchtuner.errors import ConfigError, invalid_choice
+from searchtuner.errors import ConfigError, invalid_choice, shorten
 
 
 class Objective(StrEnum):
@@ -155,12 +155,12 @@ def describe_validation_error(err: ValidationError) -> str:
     """One line per bad field: which field, what was given, what is allowed."""
     lines = []
     for problem in err.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "config"
-        message = str(problem["msg"]).removeprefix("Value error, ")
+        where = shorten(".".join(str(p) for p in problem["loc"]) or "config")
+        message = shorten(str(problem["msg"]).removeprefix("Value error, "), 2000)
         if problem["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(TrainConfig.model_fields))
             message = f"unknown training parameter; allowed: {allowed}"
-        lines.append(f"{where}: {message} (got {problem.get('input')!r})")
+        lines.append(f"{where}: {message} (got {shorten(repr(problem.get('input')))})")
     return "invalid training config: " + "; ".join(lines)
 
 

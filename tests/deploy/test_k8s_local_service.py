@@ -39,6 +39,7 @@ from deploy_tools import (
 from searchtuner.runs import RunRegistry, RunState, RunSupervisor, validate_request
 from searchtuner.runs.launch import max_nodes
 from searchtuner.service.processes import ProcessGroup, free_port
+from searchtuner.service.tokens import TokenStore
 from searchtuner.store import open_store
 from tests.unit.runs.helpers import OWNER, clusters, mlp_request, queue_run, upload
 
@@ -190,17 +191,22 @@ def test_dev_pods_start_and_serve(dev_pods: Any) -> None:
         deadline - time.monotonic(),
     )
     assert grpc_serving(grpc_port), "the gateway's gRPC server"
+    assert requests.get(f"{http}/datasets", timeout=60).status_code == 401  # tokens, always
+    # docs/deploy.md: an operator creates a token on the shared store (`searchtuner token
+    # create --owner NAME` in the gateway's pod).
+    token = TokenStore(open_store(store.as_uri())).create("alice").token
+    auth = {"Authorization": f"Bearer {token}"}
     # A request that crosses the chain: the gateway spools it, ingest writes the store.
     rows = "text,label\n" + "".join(f"item {i},{'ab'[i % 2]}\n" for i in range(8))
     answer = requests.post(
         f"{http}/datasets?name=probe", data=rows.encode(),
-        headers={"Content-Type": "text/csv"}, timeout=120,
+        headers={"Content-Type": "text/csv", **auth}, timeout=120,
     )  # fmt: skip
     assert answer.status_code == 201, answer.text
-    listed = requests.get(f"{http}/datasets", timeout=60)
+    listed = requests.get(f"{http}/datasets", headers=auth, timeout=60)
     assert listed.status_code == 200 and "probe" in listed.text, listed.text
     assert any(store.rglob("*.json")), "the dataset is in the shared store folder"
-    assert requests.get(f"{http}/runs", timeout=60).json() == []
+    assert requests.get(f"{http}/runs", headers=auth, timeout=60).json() == []
 
 
 def run_training_job(kustomization: str | Path, tmp_path: Path, **values: str) -> list[str]:

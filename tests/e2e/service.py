@@ -11,6 +11,8 @@ from typing import Any
 import requests
 
 from searchtuner.service.processes import ProcessGroup, free_port
+from searchtuner.service.tokens import TokenStore
+from searchtuner.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 180.0
@@ -19,33 +21,66 @@ START_TIMEOUT = 180.0
 class Service:
     """One SearchTuner service: gateway + executors, and the trainer's workers below them."""
 
-    def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log: Path,
+        owner: str = "local",
+        args: tuple[str, ...] = (),
+        **env: str,
+    ) -> None:
         self.data_dir = data_dir
         self.log = log
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store_uri = env.get("SEARCHTUNER_STORE") or data_dir.resolve().as_uri()
+        self.owner = owner
+        self.token = self.new_token(owner)
+        self.verify: str | bool = True  # requests' verify: the certificate, with --tls-cert
+        if "--tls-cert" in args:
+            self.verify = args[args.index("--tls-cert") + 1]
         self.grpc_port = free_port()
         self.http_port = free_port()
         command = [
             sys.executable, "-m", "gateway.serve",
             "--port", str(self.grpc_port), "--http-port", str(self.http_port),
-            "--data-dir", str(data_dir),
+            "--data-dir", str(data_dir), *args,
         ]  # fmt: skip
         self.group = ProcessGroup(
             command, cwd=REPO, log=log, env={**os.environ, **env}, name="the service"
         )
 
+    def new_token(self, owner: str) -> str:
+        """A new token for ``owner`` on the service's store (what `searchtuner token create`
+        does)."""
+        return TokenStore(open_store(self.store_uri), cache_seconds=0).create(owner, "tests").token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that authenticate as this service's test owner."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata that authenticates as this service's test owner (jina's
+        ``Client.post(..., metadata=service.metadata)``)."""
+        return (("authorization", f"Bearer {self.token}"),)
+
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "http" if self.verify is True else "https"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def grpc(self) -> str:
-        return f"grpc://127.0.0.1:{self.grpc_port}"
+        scheme = "grpc" if self.verify is True else "grpcs"
+        return f"{scheme}://127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = START_TIMEOUT) -> Service:
         """Start and wait until the HTTP gateway answers (and so the whole Flow is up)."""
         self.group.start()
         self.group.wait_until(
-            lambda: requests.get(f"{self.http}/healthz", timeout=2).status_code == 200, timeout
+            lambda: requests.get(f"{self.http}/healthz", timeout=2, verify=self.verify).ok,
+            timeout,
         )
         return self
 
@@ -57,10 +92,22 @@ class Service:
         return self.group.tail(lines)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET as the test owner (pass ``headers=`` to send others, e.g. no token)."""
+        kwargs.setdefault("headers", self.headers)
+        kwargs.setdefault("verify", self.verify)
         return requests.get(f"{self.http}{path}", timeout=60, **kwargs)
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
+        """POST as the test owner (pass ``headers=`` to send others)."""
+        kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
+        kwargs.setdefault("verify", self.verify)
         return requests.post(f"{self.http}{path}", timeout=120, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        """DELETE as the test owner."""
+        kwargs.setdefault("headers", self.headers)
+        kwargs.setdefault("verify", self.verify)
+        return requests.delete(f"{self.http}{path}", timeout=60, **kwargs)
 
 
 def worker_pids(run_id: str) -> list[int]:

@@ -19,6 +19,7 @@ def test_readme_service_blocks_run(
     blocks = re.findall(r"```python service\n(.*?)```", readme, flags=re.DOTALL)
     assert blocks, "README.md has no service examples"
     monkeypatch.setenv("SEARCHTUNER_URL", service.http)
+    monkeypatch.setenv("SEARCHTUNER_TOKEN", service.token)  # what `searchtuner serve` printed
     monkeypatch.chdir(REPO)  # the examples name data/ relative to the repository
     namespace: dict[str, object] = {}
     for block in blocks:

@@ -36,7 +36,7 @@ def _cli(*argv: str) -> tuple[int, str, str]:
 def finished_run(service: Service, wordnet_csv: dict[str, Path]) -> Run:
     """One run, started with ``searchtuner fit --no-wait`` and waited for with the SDK."""
     code, out, err = _cli(
-        "--url", service.http, "fit", "--model", "all-MiniLM-L6-v2",
+        "--url", service.http, "--token", service.token, "fit", "--model", "all-MiniLM-L6-v2",
         "--train-data", str(wordnet_csv["train"]), "--eval-data", str(wordnet_csv["eval"]),
         "--epochs", "1", "--batch-size", "16", "--max-steps", "4",
         "--model-options", '{"max_length": 32}', "--name", "sdk-e2e", "--no-onnx", "--no-wait",
@@ -45,7 +45,7 @@ def finished_run(service: Service, wordnet_csv: dict[str, Path]) -> Run:
     match = re.search(r"run (run-\S+) started", out)
     assert match, out
     assert f"searchtuner logs {match[1]} -f" in out
-    run = Client(service.http).get_run(match[1])
+    run = Client(service.http, token=service.token).get_run(match[1])
     return run.wait(timeout=RUN_TIMEOUT, poll=1.0)
 
 
@@ -60,7 +60,7 @@ def test_the_run_finishes_and_fit_reports_its_metrics(finished_run: Run) -> None
 
 
 def test_sdk_over_http(service: Service, finished_run: Run, tmp_path: Path) -> None:
-    client = Client(service.http)
+    client = Client(service.http, token=service.token)
     run = client.get_run(finished_run.id)
     assert (run.name, run.state) == ("sdk-e2e", "FINISHED")
     assert run.model_handle and run.model_handle.startswith("stm1:")
@@ -91,7 +91,7 @@ def test_sdk_over_http(service: Service, finished_run: Run, tmp_path: Path) -> N
 def test_sdk_over_grpc(
     service: Service, finished_run: Run, wordnet_rows: dict[str, list[tuple[str, str]]]
 ) -> None:
-    client = Client(service.grpc)
+    client = Client(service.grpc, token=service.token)
     docs = [LabeledDoc(text=text, label=label) for text, label in wordnet_rows["train"][:40]]
     dataset = client.upload(docs, name="grpc-docs", batch_size=16)
     assert dataset.ok and dataset.n_items == 40 and dataset.kind == "labeled"
@@ -99,7 +99,7 @@ def test_sdk_over_grpc(
 
     run = client.get_run(finished_run.id)
     assert run.state == "FINISHED" and run.model_handle == finished_run.model_handle
-    assert run.metrics() == Client(service.http).get_run(run.id).metrics()
+    assert run.metrics() == Client(service.http, token=service.token).get_run(run.id).metrics()
     assert list(run.stream_logs(follow=True, timeout=60)) == run.logs().splitlines()
     # no download route over gRPC: the model is read from the service's store on this machine
     model = client.get_model(run.id)
@@ -113,7 +113,7 @@ def test_sdk_over_grpc(
 
 
 def test_client_commands(service: Service, finished_run: Run, tmp_path: Path) -> None:
-    url = ["--url", service.http]
+    url = ["--url", service.http, "--token", service.token]
     code, out, _ = _cli(*url, "runs")
     assert code == 0 and re.search(rf"^{finished_run.id}\s+sdk-e2e\s+FINISHED\s+100%", out, re.M)
     code, out, _ = _cli(*url, "status", finished_run.id)

@@ -35,7 +35,7 @@ QUERIES = ["a domestic animal kept for companionship", "move quickly on foot", "
 @pytest.fixture(scope="module")
 def tuned(service: Service, wordnet_csv: dict[str, Path]) -> Run:
     """A run the real service fine-tuned (4 steps) and published."""
-    run = searchtuner.Client(service.http).fit(
+    run = searchtuner.Client(service.http, token=service.token).fit(
         "all-MiniLM-L6-v2",
         wordnet_csv["train"],
         wordnet_csv["eval"],

@@ -6,6 +6,7 @@ the model by its handle and encode with it.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,11 +31,23 @@ from tests.e2e.service import Service
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def client(service: Service) -> Client:
-    return Client(host="127.0.0.1", port=service.grpc_port, protocol="grpc")
+class AuthClient:
+    """A plain jina Client whose every call carries the service's token as gRPC metadata."""
+
+    def __init__(self, service: Service, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.jina = Client(host="127.0.0.1", port=service.grpc_port, protocol="grpc")
+        self.metadata = metadata
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("metadata", self.metadata)
+        return self.jina.post(*args, **kwargs)
 
 
-def stream_dataset(jc: Client, rows: list[tuple[str, str]], name: str) -> DatasetDoc:
+def client(service: Service) -> AuthClient:
+    return AuthClient(service, service.metadata)
+
+
+def stream_dataset(jc: AuthClient, rows: list[tuple[str, str]], name: str) -> DatasetDoc:
     begun = jc.post(
         "/datasets/begin",
         inputs=DocList[UploadRequest]([UploadRequest(kind="labeled", name=name)]),
@@ -58,7 +71,7 @@ def stream_dataset(jc: Client, rows: list[tuple[str, str]], name: str) -> Datase
     return done[0]
 
 
-def get_run(jc: Client, run_id: str) -> RunDoc:
+def get_run(jc: AuthClient, run_id: str) -> RunDoc:
     query = DocList[RunQuery]([RunQuery(run_id=run_id)])
     return jc.post("/runs/get", inputs=query, return_type=DocList[RunDoc])[0]
 

@@ -1,12 +1,13 @@
 """The Converter executor at the cheap levels: its config loads, and ``/runs/create`` runs on
-DocLists over a local store in tmp_path. Every request uses the tiny ``mlp`` backbone on
+DocLists over a local store in tmp_path, each request with a real token of that store (the
+``token`` fixture of tests/executors/conftest.py). Every request uses the tiny ``mlp`` backbone on
 feature vectors, so building a model takes milliseconds. A Flow serving the whole chain is the
 subject of tests/e2e.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +22,23 @@ from searchtuner.data import LabeledDoc
 from searchtuner.data.stored import DatasetWriter
 from searchtuner.errors import ConfigError
 from searchtuner.runs import RunRegistry, RunState
+from searchtuner.service.owners import Unauthenticated, _token_store
 from searchtuner.service.schemas import FitRequest, RunDoc
+from searchtuner.service.tokens import TokenStore
 from searchtuner.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "executors" / "converter" / "config.yml"
-OWNER = "local"  # SEARCHTUNER_OWNER's default: the owner of every request without tokens
+OWNER = "local"  # the owner of the conftest's `token`
 DIM = 8
 MLP = {"input_dim": DIM, "hidden_dims": [16]}
 
 
 @pytest.fixture(autouse=True)
-def _one_local_owner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests act for the default owner, whatever the environment running the tests says,
-    in a deployment without a multi-node launcher."""
-    monkeypatch.delenv("SEARCHTUNER_OWNER", raising=False)
+def _one_node_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment without a multi-node launcher, whatever the environment running the
+    tests says."""
     monkeypatch.delenv("SEARCHTUNER_MAX_NODES", raising=False)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "store")
 
 
 @pytest.fixture
@@ -106,7 +103,7 @@ def test_the_config_loads_with_the_store_uri(store: LocalStore) -> None:
 
 
 def test_a_valid_request_is_recorded_validating_with_the_conversion_summary(
-    converter: Converter, registry: RunRegistry, store: LocalStore, train: str
+    converter: Converter, registry: RunRegistry, store: LocalStore, train: str, token: str
 ) -> None:
     evaluation = _dataset(store, _vectors(8, seed=1))
     request = _fit(
@@ -118,7 +115,7 @@ def test_a_valid_request_is_recorded_validating_with_the_conversion_summary(
         name="tiny",
     )
 
-    (run,) = converter.create(request, {})
+    (run,) = converter.create(request, {"token": token})
 
     assert isinstance(run, RunDoc)
     assert (run.state, run.name, run.reason, run.attempt) == ("VALIDATING", "tiny", "", 0)
@@ -139,11 +136,18 @@ def test_a_valid_request_is_recorded_validating_with_the_conversion_summary(
     assert _states(registry, run.run_id) == ["CREATED", "VALIDATING"]
 
 
-def test_conversions_are_cached_by_backbone_and_options(converter: Converter, train: str) -> None:
-    first = converter.create(_fit(model="mlp", model_options=MLP, train_data=train), {})
-    again = converter.create(_fit(model="mlp", model_options=MLP, train_data=train), {})
+def test_conversions_are_cached_by_backbone_and_options(
+    converter: Converter, train: str, token: str
+) -> None:
+    first = converter.create(
+        _fit(model="mlp", model_options=MLP, train_data=train), {"token": token}
+    )
+    again = converter.create(
+        _fit(model="mlp", model_options=MLP, train_data=train), {"token": token}
+    )
     other = converter.create(
-        _fit(model="mlp", model_options={**MLP, "output_dim": 4}, train_data=train), {}
+        _fit(model="mlp", model_options={**MLP, "output_dim": 4}, train_data=train),
+        {"token": token},
     )
 
     assert first[0].run_id != again[0].run_id
@@ -152,21 +156,23 @@ def test_conversions_are_cached_by_backbone_and_options(converter: Converter, tr
     assert len(converter._summaries) == 2
 
 
-def test_several_requests_in_one_call_each_get_a_run(converter: Converter, train: str) -> None:
+def test_several_requests_in_one_call_each_get_a_run(
+    converter: Converter, train: str, token: str
+) -> None:
     docs = DocList[FitRequest](
         [FitRequest(model="mlp", model_options=MLP, train_data=train, name=n) for n in "ab"]
     )
 
-    runs = converter.create(docs, {})
+    runs = converter.create(docs, {"token": token})
 
     assert [(r.name, r.state) for r in runs] == [("a", "VALIDATING"), ("b", "VALIDATING")]
 
 
 def test_an_unknown_backbone_is_refused_with_a_suggestion_and_the_run_fails(
-    converter: Converter, registry: RunRegistry, train: str
+    converter: Converter, registry: RunRegistry, train: str, token: str
 ) -> None:
     with pytest.raises(InvalidRequest, match="cannot start: unknown model 'mpl'") as caught:
-        converter.create(_fit(model="mpl", model_options=MLP, train_data=train), {})
+        converter.create(_fit(model="mpl", model_options=MLP, train_data=train), {"token": token})
 
     assert "did you mean 'mlp'?" in str(caught.value)
     record = _only_run(registry)
@@ -193,24 +199,26 @@ def test_requests_that_cannot_run_are_refused_and_recorded_failed(
     train: str,
     fields: dict[str, Any],
     reason: str,
+    token: str,
 ) -> None:
     request = {"model": "mlp", "model_options": MLP, "train_data": train, **fields}
 
     with pytest.raises(InvalidRequest, match=reason):
-        converter.create(_fit(**request), {})
+        converter.create(_fit(**request), {"token": token})
 
     record = _only_run(registry)
     assert record.state is RunState.FAILED and reason in record.reason
 
 
 def test_a_dataset_with_errors_is_refused(
-    converter: Converter, registry: RunRegistry, store: LocalStore, train: str
+    converter: Converter, registry: RunRegistry, store: LocalStore, train: str, token: str
 ) -> None:
     flawed = _dataset(store, [*_vectors(8), {"tensor": np.ones(DIM, dtype=np.float32)}])
 
     with pytest.raises(InvalidRequest, match="validation report has errors") as caught:
         converter.create(
-            _fit(model="mlp", model_options=MLP, train_data=train, eval_data=flawed), {}
+            _fit(model="mlp", model_options=MLP, train_data=train, eval_data=flawed),
+            {"token": token},
         )
 
     assert f"dataset {flawed} (the request's eval_data)" in str(caught.value)
@@ -222,22 +230,32 @@ def test_a_dataset_with_errors_is_refused(
     "handle", ["std1:" + "0" * 64, "not-a-handle"], ids=["unknown", "malformed"]
 )
 def test_a_missing_dataset_is_refused(
-    converter: Converter, registry: RunRegistry, handle: str
+    converter: Converter, registry: RunRegistry, handle: str, token: str
 ) -> None:
     with pytest.raises(InvalidRequest, match="not found \\(the request's train_data\\)"):
-        converter.create(_fit(model="mlp", model_options=MLP, train_data=handle), {})
+        converter.create(_fit(model="mlp", model_options=MLP, train_data=handle), {"token": token})
 
     record = _only_run(registry)
     assert record.state is RunState.FAILED and "upload it first" in record.reason
 
 
 def test_another_owners_dataset_is_not_found(
-    converter: Converter, registry: RunRegistry, store: LocalStore
+    converter: Converter, registry: RunRegistry, store: LocalStore, token: str
 ) -> None:
     theirs = _dataset(store, _vectors(16), owner="bob")
+    unknown = "std1:" + "0" * 64
 
-    with pytest.raises(InvalidRequest, match="not found"):
-        converter.create(_fit(model="mlp", model_options=MLP, train_data=theirs), {})
+    with pytest.raises(InvalidRequest, match="not found") as caught:
+        converter.create(_fit(model="mlp", model_options=MLP, train_data=theirs), {"token": token})
+    with pytest.raises(InvalidRequest, match="not found") as missing:
+        converter.create(_fit(model="mlp", model_options=MLP, train_data=unknown), {"token": token})
+
+    # The same answer as for a dataset that does not exist, but for the run id and the handle.
+    failed, absent = sorted(registry.list(OWNER), key=lambda r: r.request.train_data != theirs)
+    assert str(caught.value).replace(failed.run_id, "R").replace(theirs, "H") == str(
+        missing.value
+    ).replace(absent.run_id, "R").replace(unknown, "H")
+    assert failed.reason.replace(theirs, "H") == absent.reason.replace(unknown, "H")
 
 
 @pytest.mark.parametrize(
@@ -256,23 +274,28 @@ def test_malformed_requests_are_refused_without_recording_a_run(
     train: str,
     fields: dict[str, Any],
     message: str,
+    token: str,
 ) -> None:
     request = {"model": "mlp", "model_options": MLP, "train_data": train, **fields}
 
     with pytest.raises(InvalidRequest, match=f"the fit request is invalid: .*{message}"):
-        converter.create(_fit(**request), {})
+        converter.create(_fit(**request), {"token": token})
 
     assert registry.list(OWNER) == []
 
 
 def test_multi_node_runs_need_a_deployment_that_launches_them(
-    store: LocalStore, registry: RunRegistry, train: str, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore,
+    registry: RunRegistry,
+    train: str,
+    monkeypatch: pytest.MonkeyPatch,
+    token: str,
 ) -> None:
     request = {"model": "mlp", "model_options": MLP, "train_data": train, "nnodes": 2}
     single = Converter(store_uri=store.uri())
     try:
         with pytest.raises(InvalidRequest, match=r"nnodes=2, but .* \(SEARCHTUNER_MAX_NODES=1\)"):
-            single.create(_fit(**request), {})
+            single.create(_fit(**request), {"token": token})
     finally:
         single.close()
     assert _only_run(registry).state is RunState.FAILED
@@ -280,9 +303,9 @@ def test_multi_node_runs_need_a_deployment_that_launches_them(
     monkeypatch.setenv("SEARCHTUNER_MAX_NODES", "2")
     multi = Converter(store_uri=store.uri())
     try:
-        (accepted,) = multi.create(_fit(**request, processes_per_node=2), {})
+        (accepted,) = multi.create(_fit(**request, processes_per_node=2), {"token": token})
         with pytest.raises(InvalidRequest, match=r"nnodes=3, .* \(SEARCHTUNER_MAX_NODES=2\)"):
-            multi.create(_fit(**{**request, "nnodes": 3}), {})
+            multi.create(_fit(**{**request, "nnodes": 3}), {"token": token})
     finally:
         multi.close()
     record = registry.get(OWNER, accepted.run_id)
@@ -298,13 +321,13 @@ def test_a_bad_max_nodes_setting_stops_the_converter_at_start(
         Converter(store_uri=store.uri())
 
 
-def test_a_request_without_documents_is_refused(converter: Converter) -> None:
+def test_a_request_without_documents_is_refused(converter: Converter, token: str) -> None:
     with pytest.raises(InvalidRequest, match="got no documents: send one FitRequest per run"):
-        converter.create(DocList[FitRequest](), {})
+        converter.create(DocList[FitRequest](), {"token": token})
 
 
 def test_when_one_run_of_a_call_is_refused_the_others_fail_too(
-    converter: Converter, registry: RunRegistry, train: str
+    converter: Converter, registry: RunRegistry, train: str, token: str
 ) -> None:
     docs = DocList[FitRequest](
         [
@@ -314,7 +337,7 @@ def test_when_one_run_of_a_call_is_refused_the_others_fail_too(
     )
 
     with pytest.raises(InvalidRequest, match="unknown model 'mpl'"):
-        converter.create(docs, {})
+        converter.create(docs, {"token": token})
 
     # The call fails as a whole, so the good run never reaches the trainer: it must not stay
     # VALIDATING.
@@ -325,15 +348,46 @@ def test_when_one_run_of_a_call_is_refused_the_others_fail_too(
     assert records["good"].reason.startswith("not queued: another run of the same request")
 
 
-def test_runs_are_recorded_for_the_configured_owner(
-    converter: Converter, registry: RunRegistry, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+def test_runs_are_recorded_for_the_tokens_owner(
+    converter: Converter,
+    registry: RunRegistry,
+    store: LocalStore,
+    issue_token: Callable[..., str],
+    token: str,
 ) -> None:
-    monkeypatch.setenv("SEARCHTUNER_OWNER", "alice")
+    alice = issue_token(store, "alice")
     theirs = _dataset(store, _vectors(16), owner="alice")
 
     (run,) = converter.create(
-        _fit(model="mlp", model_options=MLP, train_data=theirs), {"owner": "bob"}
+        _fit(model="mlp", model_options=MLP, train_data=theirs), {"token": alice, "owner": "bob"}
     )
 
     assert registry.get("alice", run.run_id).state is RunState.VALIDATING
     assert registry.list("bob") == [] and registry.list(OWNER) == []
+
+
+@pytest.mark.parametrize("parameters", [{}, {"token": ""}, {"owner": "local"}], ids=repr)
+def test_a_request_without_a_token_is_refused_and_nothing_is_recorded(
+    converter: Converter, registry: RunRegistry, train: str, parameters: dict[str, Any], token: str
+) -> None:
+    with pytest.raises(Unauthenticated, match="needs a token: send it as `Authorization: Bearer"):
+        converter.create(_fit(model="mlp", model_options=MLP, train_data=train), parameters)
+
+    assert registry.list(OWNER) == []
+
+
+def test_a_revoked_or_forged_token_is_refused(
+    converter: Converter, registry: RunRegistry, store: LocalStore, train: str, token: str
+) -> None:
+    forged = token[:-43] + "x" * 43  # the right id, another secret
+    request = _fit(model="mlp", model_options=MLP, train_data=train)
+    with pytest.raises(Unauthenticated, match="the token is not valid"):
+        converter.create(request, {"token": forged})
+    (run,) = converter.create(request, {"token": token})
+
+    TokenStore(store).revoke(token)
+    _token_store.cache_clear()  # the executor's cached answer would last a few more seconds
+
+    with pytest.raises(Unauthenticated, match="the token is not valid"):
+        converter.create(request, {"token": token})
+    assert [r.run_id for r in registry.list(OWNER)] == [run.run_id]

@@ -42,26 +42,20 @@ from searchtuner.service.schemas import (
 from searchtuner.store import LocalStore
 from searchtuner.telemetry.run_census import LOOK_INTERVAL
 
-OWNER = "local"
+OWNER = "local"  # the owner of the conftest's `token`
 DIM = 8
 
 
 @pytest.fixture(autouse=True)
 def _no_telemetry_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever the environment running the tests says: telemetry off, the default owner."""
+    """Whatever the environment running the tests says: telemetry off."""
     for name in (
-        "SEARCHTUNER_OWNER",
         "SEARCHTUNER_METRICS",
         "SEARCHTUNER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SDK_DISABLED",
     ):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "store")
 
 
 def _seed() -> DocList[TelemetrySnapshot]:
@@ -101,14 +95,15 @@ def test_off_by_default_nothing_is_measured_and_snapshots_pass_through(
 
 
 def test_ingest_reports_the_documents_it_stored(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SEARCHTUNER_METRICS", "true")
     ingest = Ingest(store_uri=store.uri(), metas={"name": "ingest"})
     try:
-        (status,) = ingest.begin(DocList[UploadRequest]([UploadRequest(kind="labeled")]), {})
+        begin = DocList[UploadRequest]([UploadRequest(kind="labeled")])
+        (status,) = ingest.begin(begin, {"token": token})
         for _ in range(3):
-            ingest.append(_vectors(40), {"upload_id": status.upload_id})
+            ingest.append(_vectors(40), {"token": token, "upload_id": status.upload_id})
         docs = ingest.telemetry_metrics(_seed())
         assert [doc.service for doc in docs] == ["gateway", "ingest"]
         values = _values(docs[1].text)
@@ -119,7 +114,7 @@ def test_ingest_reports_the_documents_it_stored(
 
 
 def test_the_trainer_reports_runs_by_state_and_its_queue(
-    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SEARCHTUNER_METRICS", "true")
     registry = RunRegistry(store)
@@ -128,7 +123,7 @@ def test_the_trainer_reports_runs_by_state_and_its_queue(
         before = _values(trainer.telemetry_metrics(_seed())[1].text)
         assert before[("searchtuner_runs", (("state", "FINISHED"),))] == 0.0
         converter = Converter(store_uri=store.uri())
-        (run,) = converter.create(DocList[FitRequest]([_fit(store)]), {})
+        (run,) = converter.create(DocList[FitRequest]([_fit(store)]), {"token": token})
         converter.close()
         for state in (RunState.QUEUED, RunState.PREPARING, RunState.TRAINING):
             registry.transition(OWNER, run.run_id, state)
@@ -146,7 +141,7 @@ def test_the_trainer_reports_runs_by_state_and_its_queue(
 
 
 def test_the_trainer_stores_the_queueing_requests_trace_context(
-    store: LocalStore, tmp_path: Path
+    store: LocalStore, token: str, tmp_path: Path
 ) -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -155,11 +150,13 @@ def test_the_trainer_stores_the_queueing_requests_trace_context(
     trainer = RunTrainer(store_uri=store.uri(), scratch_dir=str(tmp_path / "scratch"))
     converter = Converter(store_uri=store.uri())
     try:
-        (run,) = converter.create(DocList[FitRequest]([_fit(store)]), {})
+        (run,) = converter.create(DocList[FitRequest]([_fit(store)]), {"token": token})
         trainer.telemetry.tracer = tracer  # what jina hands over with Flow(tracing=True)
         with tracer.start_as_current_span("/runs/create") as request_span:
             request_context = otel_context.get_current()
-        (queued,) = trainer.create(DocList[RunDoc]([run]), {}, tracing_context=request_context)
+        (queued,) = trainer.create(
+            DocList[RunDoc]([run]), {"token": token}, tracing_context=request_context
+        )
         assert queued.state == "QUEUED"
         queue_span = next(s for s in exporter.get_finished_spans() if s.name == "searchtuner.queue")
         assert queue_span.parent is not None

@@ -1,5 +1,8 @@
 """The Publisher executor at three levels: its config loads, its method runs on a DocList,
 and a real Flow serves it over gRPC on 127.0.0.1 to a jina Client.
+
+Every request carries a real token of the store in its parameters (``issue_token`` of
+tests/executors/conftest.py): the Flow here has no SearchTuner gateway to put it there.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from executors.common.errors import InvalidRequest
 from executors.common.schemas import PublishRequest, PublishResponse
 from executors.publisher.executor import Publisher
 from searchtuner.artifacts import CheckpointError, ModelHandle, save_model_checkpoint
+from searchtuner.service.owners import Unauthenticated
 from searchtuner.store import LocalStore, NotFound
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,6 +61,12 @@ def _request(**fields: str) -> DocList[PublishRequest]:
     return DocList[PublishRequest]([PublishRequest(**fields)])
 
 
+@pytest.fixture
+def alice(store: LocalStore, issue_token: Callable[..., str]) -> dict[str, str]:
+    """The parameters of a request of alice, the owner of the checkpoint."""
+    return {"token": issue_token(store, "alice")}
+
+
 def test_the_config_loads_with_the_store_uri(store: LocalStore) -> None:
     # Loaded once per process: jina imports py_modules by file path, and a second import of
     # executor.py warns that the name is taken.
@@ -74,13 +85,13 @@ def test_the_default_store_is_a_folder_in_the_working_directory(
 
 
 def test_the_method_publishes_and_answers_with_the_handle(
-    store: LocalStore, tmp_path: Path
+    store: LocalStore, alice: dict[str, str], tmp_path: Path
 ) -> None:
     executor = _publisher(store)
-    request = _request(owner="alice", checkpoint_key=KEY)
+    request = _request(checkpoint_key=KEY)  # no owner: the token's
 
-    answer = executor.publish(request)
-    again = executor.publish(_request(owner="alice", checkpoint_key=KEY))
+    answer = executor.publish(request, alice)
+    again = executor.publish(_request(owner="alice", checkpoint_key=KEY), alice)
 
     assert len(answer) == 1 and answer[0].id == request[0].id
     handle = ModelHandle.parse(answer[0].handle)
@@ -99,14 +110,13 @@ def test_the_method_publishes_and_answers_with_the_handle(
 @pytest.mark.parametrize(
     ("fields", "error", "message"),
     [
-        ({"checkpoint_key": KEY}, InvalidRequest, "lacks owner"),
-        ({"owner": "alice"}, InvalidRequest, "lacks checkpoint_key"),
-        ({}, InvalidRequest, "lacks owner and checkpoint_key"),
+        ({"owner": "alice"}, InvalidRequest, "lacks checkpoint_key;"),
+        ({}, InvalidRequest, "lacks checkpoint_key;"),
         ({"owner": "../bob", "checkpoint_key": KEY}, InvalidRequest, "owner name '../bob'"),
         ({"owner": "alice", "checkpoint_key": "/etc/passwd"}, InvalidRequest, "starts with '/'"),
         ({"owner": "alice", "checkpoint_key": "runs/../x"}, InvalidRequest, "'..' is not allowed"),
-        ({"owner": "bob", "checkpoint_key": KEY}, NotFound, "unknown owner 'bob'"),
-        ({"owner": "alice", "checkpoint_key": "runs/r2/x"}, NotFound, "no checkpoint 'runs/r2/x'"),
+        ({"owner": "bob", "checkpoint_key": KEY}, NotFound, f"no checkpoint '{KEY}' in your"),
+        ({"checkpoint_key": "runs/r2/x"}, NotFound, "no checkpoint 'runs/r2/x' in your namespace"),
         (
             {"owner": "alice", "checkpoint_key": "runs/r1/notes.txt"},
             CheckpointError,
@@ -115,13 +125,54 @@ def test_the_method_publishes_and_answers_with_the_handle(
     ],
 )
 def test_bad_requests_raise_errors_that_name_the_problem(
-    store: LocalStore, fields: dict[str, str], error: type[Exception], message: str
+    store: LocalStore,
+    alice: dict[str, str],
+    fields: dict[str, str],
+    error: type[Exception],
+    message: str,
 ) -> None:
     executor = _publisher(store)
     with pytest.raises(error, match=message) as caught:
-        executor.publish(_request(**fields))
+        executor.publish(_request(**fields), alice)
     assert isinstance(caught.value, searchtuner.SearchTunerError)
     assert list(store.keys("owners/alice/models/")) == []
+
+
+@pytest.mark.usefixtures("alice")  # a valid token exists, on the store the executor reads
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({}, "needs a token: send it as `Authorization: Bearer <token>`"),
+        ({"token": ""}, "needs a token: send it as `Authorization: Bearer <token>`"),
+        ({"token": "st_0_x"}, "the token is not valid"),
+        ({"token": "st_0123456789abcdef_" + "x" * 43}, "the token is not valid"),
+    ],
+)
+def test_a_request_without_a_valid_token_is_refused(
+    store: LocalStore, parameters: dict[str, str], message: str
+) -> None:
+    executor = _publisher(store)
+    with pytest.raises(Unauthenticated, match=message) as caught:
+        executor.publish(_request(owner="alice", checkpoint_key=KEY), parameters)
+    assert "searchtuner token create --owner NAME" in str(caught.value)
+    assert list(store.keys("owners/alice/models/")) == []
+
+
+def test_another_owners_checkpoint_is_answered_as_a_missing_one(
+    store: LocalStore, issue_token: Callable[..., str]
+) -> None:
+    executor = _publisher(store)
+    bob = {"token": issue_token(store, "bob")}
+
+    with pytest.raises(NotFound) as named:  # alice's checkpoint, named by its owner
+        executor.publish(_request(owner="alice", checkpoint_key=KEY), bob)
+    with pytest.raises(NotFound) as unnamed:  # the same key in bob's own (empty) namespace
+        executor.publish(_request(checkpoint_key=KEY), bob)
+    with pytest.raises(NotFound) as missing:
+        executor.publish(_request(checkpoint_key="runs/r2/x"), bob)
+
+    assert str(named.value) == str(unnamed.value) == str(missing.value).replace("runs/r2/x", KEY)
+    assert list(store.keys("owners/alice/models/")) == list(store.keys("owners/bob/")) == []
 
 
 def _free_port() -> int:
@@ -132,14 +183,15 @@ def _free_port() -> int:
 
 @pytest.mark.integration
 def test_a_flow_publishes_over_grpc_and_survives_bad_requests(
-    tiny_bert_dir: Path, tmp_path: Path
+    tmp_path: Path, issue_token: Callable[..., str]
 ) -> None:
     """The one Flow this test process starts: Flows fork, and gRPC breaks in a process forked
-    after gRPC work (a client call, another Flow), so a second in-process Flow could crash."""
-    torch.manual_seed(0)
-    model = searchtuner.build_model(tiny_bert_dir, pooling="mean", output_dim=8, max_length=16)
+    after gRPC work (a client call, another Flow), so a second in-process Flow could crash.
+    The checkpoint is of a registered backbone: the service never rebuilds a model folder."""
+    model = _mlp()
     store = LocalStore(tmp_path / "store")
     save_model_checkpoint(model, store.for_owner("alice"), KEY, info={"run_id": "r1"})
+    alice = {"token": issue_token(store, "alice")}  # also SEARCHTUNER_STORE, for the executor
     port = _free_port()
     flow = Flow(port=port, host="127.0.0.1").add(
         uses=str(CONFIG), uses_with={"store_uri": store.uri()}
@@ -148,24 +200,32 @@ def test_a_flow_publishes_over_grpc_and_survives_bad_requests(
     with flow:
         client = Client(host=f"grpc://127.0.0.1:{port}")
 
-        def post(**fields: str) -> DocList[PublishResponse]:
+        def post(parameters: dict[str, str], **fields: str) -> DocList[PublishResponse]:
             answer: DocList[PublishResponse] = client.post(
-                "/publish", inputs=_request(**fields), return_type=DocList[PublishResponse]
+                "/publish",
+                inputs=_request(**fields),
+                parameters=parameters,
+                return_type=DocList[PublishResponse],
             )
             return answer
 
-        first = post(owner="alice", checkpoint_key=KEY)
-        with pytest.raises(BadServer) as caught:
-            post(owner="bob", checkpoint_key=KEY)
-        after = post(owner="alice", checkpoint_key=KEY)
+        first = post(alice, checkpoint_key=KEY)
+        with pytest.raises(BadServer) as anonymous:
+            post({}, owner="alice", checkpoint_key=KEY)
+        with pytest.raises(BadServer) as theirs:
+            post(alice, owner="bob", checkpoint_key=KEY)
+        after = post(alice, owner="alice", checkpoint_key=KEY)
 
-    status = caught.value.args[0].status
+    refused = anonymous.value.args[0].status.exception
+    assert refused.name == "Unauthenticated"
+    assert "needs a token: send it as `Authorization: Bearer <token>`" in refused.args[0]
+    status = theirs.value.args[0].status
     assert status.exception.name == "NotFound"
-    assert "unknown owner 'bob'" in status.exception.args[0]
+    assert f"no checkpoint '{KEY}' in your namespace" in status.exception.args[0]
     assert after[0].handle == first[0].handle
     restored = searchtuner.get_model(first[0].handle, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(
-        searchtuner.encode(restored, TEXTS), searchtuner.encode(model, TEXTS)
+        searchtuner.encode(restored, VECTORS), searchtuner.encode(model, VECTORS)
     )
 
 
@@ -188,6 +248,7 @@ def test_the_readme_examples_run(tmp_path: Path) -> None:
     (tmp_path / "executors").symlink_to(REPO / "executors")
     (tmp_path / "example.py").write_text(python_block)
     env = {**os.environ, "SEARCHTUNER_CACHE": str(tmp_path / "cache")}
+    env.pop("SEARCHTUNER_STORE", None)  # the example's tokens are in ./searchtuner-data
     done = subprocess.run(
         [sys.executable, "example.py"],
         cwd=tmp_path,

@@ -1,5 +1,6 @@
 """The RunTrainer executor at the cheap levels: its config loads, and its endpoint methods run
-on DocLists over a local store in tmp_path.
+on DocLists over a local store in tmp_path, each request with a real token of that store (the
+``token`` fixture of tests/executors/conftest.py).
 
 The runs come from the Converter (called directly, as the Flow's first stage of
 ``/runs/create``) with the tiny ``mlp`` backbone. The runs that the read endpoints answer
@@ -12,7 +13,7 @@ whole service that of tests/e2e.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,19 @@ from executors.trainer.executor import RunTrainer
 from searchtuner.data import LabeledDoc
 from searchtuner.data.stored import DatasetWriter
 from searchtuner.runs import RunNotFound, RunRegistry, RunState
+from searchtuner.service.owners import Unauthenticated
 from searchtuner.service.schemas import EventDoc, FitRequest, LogDoc, MetricsDoc, RunDoc, RunQuery
 from searchtuner.store import LocalStore, OwnerStore
 from tests.unit.runs.helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "executors" / "trainer" / "config.yml"
-OWNER = "local"  # SEARCHTUNER_OWNER's default: the owner of every request without tokens
+OWNER = "local"  # the owner of the conftest's `token`
 DIM = 8
 MLP = {"input_dim": DIM, "hidden_dims": [16]}
 LONG = {"epochs": 50}  # a run that is still training when the test ends it
 UNKNOWN = "run-20000101000000-abcdef"
+ENDPOINTS = ["get", "cancel", "delete", "events", "metrics", "logs"]  # of one run each
 METRICS = {
     "before": {"map@10": 0.25, "ndcg@10": 0.4},
     "after": {"map@10": 0.5, "ndcg@10": 0.6},
@@ -50,7 +53,8 @@ S = RunState
 
 @dataclass
 class Service:
-    """The converter and the trainer over one store, with a training set uploaded."""
+    """The converter and the trainer over one store, with a training set uploaded, and a
+    token of the owner the requests act for."""
 
     trainer: RunTrainer
     converter: Converter
@@ -58,6 +62,11 @@ class Service:
     store: LocalStore
     train: str
     scratch: Path
+    token: str
+
+    def parameters(self, **more: Any) -> dict[str, Any]:
+        """A request's parameters: the token, and ``more``."""
+        return {"token": self.token, **more}
 
     def validated(self, name: str = "", **config: Any) -> RunDoc:
         """A run the converter recorded and checked: VALIDATING, ready for the trainer."""
@@ -69,7 +78,7 @@ class Service:
             onnx=False,
             config={"batch_size": 8, **config},
         )
-        (run,) = self.converter.create(DocList[FitRequest]([request]), {})
+        (run,) = self.converter.create(DocList[FitRequest]([request]), self.parameters())
         assert run.state == "VALIDATING"
         return run
 
@@ -108,19 +117,8 @@ class Service:
         return [e.data["state"] for e in events if e.type == "state"]
 
 
-@pytest.fixture(autouse=True)
-def _one_local_owner(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Requests act for the default owner, whatever the environment running the tests says."""
-    monkeypatch.delenv("SEARCHTUNER_OWNER", raising=False)
-
-
 @pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "store")
-
-
-@pytest.fixture
-def service(store: LocalStore, tmp_path: Path) -> Iterator[Service]:
+def service(store: LocalStore, tmp_path: Path, token: str) -> Iterator[Service]:
     """A trainer with a live supervisor (one worker slot, scratch in tmp_path), a converter."""
     rng = np.random.default_rng(0)
     docs = [
@@ -134,7 +132,8 @@ def service(store: LocalStore, tmp_path: Path) -> Iterator[Service]:
         store_uri=store.uri(), scratch_dir=str(scratch), max_concurrent=1, cancel_grace=3.0
     )
     converter = Converter(store_uri=store.uri())
-    yield Service(trainer, converter, RunRegistry(store), store, writer.commit().handle, scratch)
+    handle = writer.commit().handle
+    yield Service(trainer, converter, RunRegistry(store), store, handle, scratch, token)
     converter.close()
     trainer.close()  # stops the supervisor's thread and any worker
     assert not trainer.supervisor.status()["alive"]
@@ -188,7 +187,7 @@ def test_create_queues_runs_and_a_worker_of_its_own_takes_the_first(service: Ser
     trainer = service.trainer
     first, second = service.validated("first", **LONG), service.validated("second")
 
-    queued = trainer.create(DocList[RunDoc]([first, second]), {})
+    queued = trainer.create(DocList[RunDoc]([first, second]), service.parameters())
 
     assert [(r.run_id, r.state) for r in queued] == [
         (first.run_id, "QUEUED"),
@@ -205,22 +204,22 @@ def test_create_queues_runs_and_a_worker_of_its_own_takes_the_first(service: Ser
     log = service.scratch / OWNER / first.run_id / "worker-1.log"
     assert log.is_file()
     # One slot, taken: the second waits, and a cancel ends it at once.
-    (waiting,) = trainer.get(_query(second.run_id), {})
+    (waiting,) = trainer.get(_query(second.run_id), service.parameters())
     assert waiting.state == "QUEUED"
-    (cancelled,) = trainer.cancel(_query(second.run_id), {})
+    (cancelled,) = trainer.cancel(_query(second.run_id), service.parameters())
     assert (cancelled.state, cancelled.reason) == ("CANCELLED", "cancelled by the user")
     assert service.states(second.run_id) == ["CREATED", "VALIDATING", "QUEUED", "CANCELLED"]
     assert trainer.supervisor.status()["queued"] == []
 
     # Deleting the running one cancels it first: its worker's process group is stopped.
-    (deleted,) = trainer.delete(_query(first.run_id), {})
+    (deleted,) = trainer.delete(_query(first.run_id), service.parameters())
 
     assert deleted.state == "CANCELLED"
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
     assert service.run_keys(first.run_id) == []
     with pytest.raises(RunNotFound):
-        trainer.get(_query(first.run_id), {})
+        trainer.get(_query(first.run_id), service.parameters())
     assert log.is_file()  # the worker's output stays in the scratch folder
 
 
@@ -229,9 +228,9 @@ def test_only_runs_the_converter_validated_are_queued(service: Service) -> None:
     service.registry.transition(OWNER, run.run_id, S.FAILED, reason="refused elsewhere")
 
     with pytest.raises(InvalidRequest, match="is FAILED, not VALIDATING"):
-        service.trainer.create(DocList[RunDoc]([run]), {})
+        service.trainer.create(DocList[RunDoc]([run]), service.parameters())
     with pytest.raises(RunNotFound, match=f"run {UNKNOWN} not found"):
-        service.trainer.create(DocList[RunDoc]([RunDoc(run_id=UNKNOWN)]), {})
+        service.trainer.create(DocList[RunDoc]([RunDoc(run_id=UNKNOWN)]), service.parameters())
     assert service.trainer.supervisor.status()["queued"] == []
 
 
@@ -240,8 +239,8 @@ def test_get_and_list_answer_from_the_store(service: Service) -> None:
     failed = service.validated("failed")
     service.registry.transition(OWNER, failed.run_id, S.FAILED, reason="the data was wrong")
 
-    answer = service.trainer.get(_query(failed.run_id, done.run_id), {})
-    listed = service.trainer.list(DocList[RunQuery](), {})
+    answer = service.trainer.get(_query(failed.run_id, done.run_id), service.parameters())
+    listed = service.trainer.list(DocList[RunQuery](), service.parameters())
 
     assert [(r.name, r.state, r.reason) for r in answer] == [
         ("failed", "FAILED", "the data was wrong"),
@@ -254,22 +253,60 @@ def test_get_and_list_answer_from_the_store(service: Service) -> None:
     assert [r.created_at for r in listed] == sorted((r.created_at for r in listed), reverse=True)
 
 
-@pytest.mark.parametrize("endpoint", ["get", "cancel", "delete", "events", "metrics", "logs"])
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_a_query_without_a_run_id_is_refused(service: Service, endpoint: str) -> None:
     with pytest.raises(InvalidRequest, match=f"/runs/{endpoint} needs run_id in each document"):
-        getattr(service.trainer, endpoint)(DocList[RunQuery]([RunQuery()]), {})
+        getattr(service.trainer, endpoint)(DocList[RunQuery]([RunQuery()]), service.parameters())
 
 
-@pytest.mark.parametrize("endpoint", ["get", "cancel", "delete", "events", "metrics", "logs"])
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_an_unknown_run_is_not_found_and_nothing_is_written(
     service: Service, endpoint: str
 ) -> None:
     before = sorted(service.store.keys(""))
 
     with pytest.raises(RunNotFound, match=f"run {UNKNOWN} not found"):
-        getattr(service.trainer, endpoint)(_query(UNKNOWN), {})
+        getattr(service.trainer, endpoint)(_query(UNKNOWN), service.parameters())
 
     assert sorted(service.store.keys("")) == before
+
+
+@pytest.mark.parametrize("endpoint", ["create", "list", *ENDPOINTS])
+def test_every_endpoint_refuses_a_request_without_a_token(service: Service, endpoint: str) -> None:
+    run = service.validated()
+    docs = DocList[RunDoc]([run]) if endpoint == "create" else _query(run.run_id)
+    before = sorted(service.store.keys(""))
+    forged = service.token[:-43] + "x" * 43  # another secret
+
+    for parameters in ({}, {"token": ""}, {"owner": OWNER}):
+        with pytest.raises(Unauthenticated, match="needs a token: send it as `Authorization"):
+            getattr(service.trainer, endpoint)(docs, parameters)
+    with pytest.raises(Unauthenticated, match="the token is not valid"):
+        getattr(service.trainer, endpoint)(docs, {"token": forged})
+
+    assert sorted(service.store.keys("")) == before
+    assert service.registry.get(OWNER, run.run_id).state is S.VALIDATING
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_another_owners_run_is_not_found_as_if_it_did_not_exist(
+    service: Service, endpoint: str, issue_token: Callable[..., str]
+) -> None:
+    done = service.finished()
+    bob = {"token": issue_token(service.store, "bob"), "owner": OWNER}
+    call = getattr(service.trainer, endpoint)
+
+    with pytest.raises(RunNotFound) as theirs:
+        call(_query(done.run_id), bob)
+    with pytest.raises(RunNotFound) as unknown:
+        call(_query(UNKNOWN), bob)
+
+    assert str(theirs.value) == str(unknown.value).replace(UNKNOWN, done.run_id)
+    assert len(service.trainer.list(DocList[RunQuery](), bob)) == 0
+    with pytest.raises(RunNotFound):
+        service.trainer.create(DocList[RunDoc]([service.validated()]), bob)
+    (mine,) = service.trainer.get(_query(done.run_id), service.parameters())
+    assert mine.state == "FINISHED" and service.run_keys(done.run_id)
 
 
 def test_events_page_with_after_and_limit(service: Service) -> None:
@@ -277,11 +314,11 @@ def test_events_page_with_after_and_limit(service: Service) -> None:
     stored = service.registry.events(OWNER, run_id)
     events = service.trainer.events
 
-    everything = events(_query(run_id), {})
-    page = events(_query(run_id), {"after": 2, "limit": 3})
+    everything = events(_query(run_id), service.parameters())
+    page = events(_query(run_id), service.parameters(after=2, limit=3))
     # gRPC clients' parameters travel as protobuf Structs, whose numbers are all floats.
-    from_grpc = events(_query(run_id), {"after": 2.0, "limit": 3.0})
-    tail = events(_query(run_id), {"after": stored[-1].seq})
+    from_grpc = events(_query(run_id), service.parameters(after=2.0, limit=3.0))
+    tail = events(_query(run_id), service.parameters(after=stored[-1].seq))
 
     assert all(isinstance(e, EventDoc) and e.run_id == run_id for e in everything)
     assert [e.seq for e in everything] == list(range(1, len(stored) + 1))
@@ -300,9 +337,9 @@ def test_one_request_returns_at_most_max_events(
     run_id = service.finished().run_id
     monkeypatch.setattr(trainer_module, "MAX_EVENTS", 4)
 
-    assert len(service.trainer.events(_query(run_id), {})) == 4
-    assert len(service.trainer.events(_query(run_id), {"limit": 100})) == 4
-    assert len(service.trainer.events(_query(run_id), {"limit": 2})) == 2
+    assert len(service.trainer.events(_query(run_id), service.parameters())) == 4
+    assert len(service.trainer.events(_query(run_id), service.parameters(limit=100))) == 4
+    assert len(service.trainer.events(_query(run_id), service.parameters(limit=2))) == 2
 
 
 @pytest.mark.parametrize("name", ["after", "limit"])
@@ -313,14 +350,16 @@ def test_event_paging_parameters_must_be_non_negative_integers(
     run = service.validated()
 
     with pytest.raises(InvalidRequest, match=rf"parameters\['{name}'\] must be a non-negative"):
-        service.trainer.events(_query(run.run_id), {name: value})
+        service.trainer.events(_query(run.run_id), {**service.parameters(), name: value})
 
 
 def test_metrics_and_logs_of_a_finished_run(service: Service) -> None:
     done, fresh = service.finished(), service.validated()
 
-    (metrics, none_yet) = service.trainer.metrics(_query(done.run_id, fresh.run_id), {})
-    (log,) = service.trainer.logs(_query(done.run_id), {})
+    (metrics, none_yet) = service.trainer.metrics(
+        _query(done.run_id, fresh.run_id), service.parameters()
+    )
+    (log,) = service.trainer.logs(_query(done.run_id), service.parameters())
 
     assert isinstance(metrics, MetricsDoc) and metrics.run_id == done.run_id
     assert (metrics.before, metrics.after) == (METRICS["before"], METRICS["after"])
@@ -340,14 +379,16 @@ def test_cancel_ends_a_run_that_waits_and_leaves_a_finished_one_as_it_is(
     waiting = service.validated()  # validated, not queued yet
     done = service.finished()
 
-    cancelled, unchanged = service.trainer.cancel(_query(waiting.run_id, done.run_id), {})
+    cancelled, unchanged = service.trainer.cancel(
+        _query(waiting.run_id, done.run_id), service.parameters()
+    )
 
     assert (cancelled.state, cancelled.reason) == ("CANCELLED", "cancelled by the user")
     assert service.registry.get(OWNER, waiting.run_id).state is S.CANCELLED
     assert unchanged.state == "FINISHED"
     assert unchanged.updated_at == service.registry.get(OWNER, done.run_id).updated_at
     with pytest.raises(InvalidRequest, match="is CANCELLED, not VALIDATING"):
-        service.trainer.create(DocList[RunDoc]([waiting]), {})
+        service.trainer.create(DocList[RunDoc]([waiting]), service.parameters())
 
 
 def test_delete_removes_a_finished_runs_objects_but_not_its_model(service: Service) -> None:
@@ -356,12 +397,14 @@ def test_delete_removes_a_finished_runs_objects_but_not_its_model(service: Servi
     service.mine.put_bytes("models/feedbeef.tar", b"a published model")
     assert f"runs/{done.run_id}/checkpoints/step-00000002.pt" in service.run_keys(done.run_id)
 
-    (deleted,) = service.trainer.delete(_query(done.run_id), {})
+    (deleted,) = service.trainer.delete(_query(done.run_id), service.parameters())
 
     assert (deleted.run_id, deleted.state) == (done.run_id, "FINISHED")
     assert service.run_keys(done.run_id) == []
     assert not service.mine.exists(f"run-index/{done.run_id}")
-    assert [r.run_id for r in service.trainer.list(DocList[RunQuery](), {})] == [kept.run_id]
+    assert [r.run_id for r in service.trainer.list(DocList[RunQuery](), service.parameters())] == [
+        kept.run_id
+    ]
     assert service.mine.exists("models/feedbeef.tar")
     with pytest.raises(RunNotFound):
-        service.trainer.delete(_query(done.run_id), {})
+        service.trainer.delete(_query(done.run_id), service.parameters())

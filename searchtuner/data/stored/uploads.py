@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from searchtuner.data.schemas import DataKind
 from searchtuner.data.stored.info import DatasetInfo
@@ -15,6 +15,9 @@ from searchtuner.data.stored.writer import DatasetWriter
 from searchtuner.errors import ConfigError
 from searchtuner.store.base import Store
 from searchtuner.store.errors import NotFound
+
+if TYPE_CHECKING:
+    from searchtuner.service.limits import Limits
 
 
 class UploadNotFound(NotFound):
@@ -90,6 +93,7 @@ class UploadSession:
         max_text_chars: int = 100_000,
         max_image_bytes: int = 20_000_000,
         check_images: bool = True,
+        limits: Limits | None = None,
     ) -> str:
         """Open an upload in the owner's store and return its id (32 random hex digits).
 
@@ -100,6 +104,8 @@ class UploadSession:
             max_text_chars: texts longer than this are an error in the report.
             max_image_bytes: images larger than this are an error in the report.
             check_images: decode every image while validating.
+            limits: the service's size limits for this upload (see :class:`DatasetWriter`);
+                ``None``: none.
 
         Raises:
             TooManyUploads: the limit of open uploads is reached (after expiring idle ones).
@@ -113,6 +119,7 @@ class UploadSession:
             max_text_chars=max_text_chars,
             max_image_bytes=max_image_bytes,
             check_images=check_images,
+            limits=limits,
         )
         owner = store.uri()
         with self._lock:
@@ -132,7 +139,8 @@ class UploadSession:
         return upload_id
 
     def _missing(self, upload_id: object) -> UploadNotFound:
-        shown = repr(upload_id)[:80]
+        # Cut before repr: an id is echoed back, and a client may send megabytes as one.
+        shown = repr(upload_id[:80] if isinstance(upload_id, str) else upload_id)[:80]
         return UploadNotFound(
             f"no open upload {shown} for this owner: it was committed, aborted, or idle "
             f"for more than {self.idle_timeout_s:g} s (then aborted); begin a new upload "
@@ -159,7 +167,7 @@ class UploadSession:
 
         Raises:
             UploadNotFound: unknown id, or the upload belongs to another owner.
-            ConfigError, DataError, StoreError: as :meth:`DatasetWriter.add`.
+            ConfigError, DataError, TooLarge, StoreError: as :meth:`DatasetWriter.add`.
         """
         upload = self._get(store, upload_id)
         with upload.lock:

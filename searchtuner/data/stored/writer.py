@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from docarray import BaseDoc
 
 from searchtuner.data.schemas import DataKind
 from searchtuner.data.stored.dataset import referenced_shards
@@ -18,10 +20,19 @@ from searchtuner.data.stored.info import (
     shard_key,
 )
 from searchtuner.data.stored.shards import encode_shard
+from searchtuner.data.stored.sizes import (
+    dataset_bytes_too_many,
+    dataset_rows_too_many,
+    document_too_large,
+    oversized_field,
+)
 from searchtuner.data.validation import StreamingValidator
 from searchtuner.errors import ConfigError, DataError
 from searchtuner.store.base import Store
 from searchtuner.store.errors import IntegrityError, NotFound
+
+if TYPE_CHECKING:
+    from searchtuner.service.limits import Limits
 
 SOURCE = "<upload>"
 """How reports of uploads name the data; rows are "items", numbered from 1 across batches."""
@@ -29,9 +40,15 @@ MAX_NAME_LENGTH = 200
 
 
 def _check_name(name: str | None) -> str | None:
+    # A name is a label for listings, never a key or a path: only its form is checked.
     if name is None:
         return None
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+    if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(
+            f"dataset name must be at most {MAX_NAME_LENGTH} characters, got "
+            f"{len(name):,} ({name[:40]!r}...); shorten it"
+        )
+    if not isinstance(name, str) or not name.strip():
         raise ConfigError(
             f"dataset name must be a non-empty string of at most {MAX_NAME_LENGTH} "
             f"characters, got {name!r}"
@@ -68,6 +85,10 @@ class DatasetWriter:
         max_text_chars: texts longer than this are an error in the report.
         max_image_bytes: images larger than this are an error in the report.
         check_images: decode every image while validating.
+        limits: the service's size limits (:class:`~searchtuner.service.limits.Limits`): a
+            batch holding a document over ``max_document_bytes``, or one that takes the
+            upload over ``max_dataset_rows`` rows or ``max_dataset_bytes`` stored bytes, is
+            refused with ``TooLarge`` and nothing of it is stored. ``None``: no such limits.
 
     Raises:
         ConfigError: unknown kind, a limit that is not a positive integer, or a bad name.
@@ -82,9 +103,11 @@ class DatasetWriter:
         max_text_chars: int = 100_000,
         max_image_bytes: int = 20_000_000,
         check_images: bool = True,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.name = _check_name(name)
+        self.limits = limits
         self.checks: dict[str, Any] = {
             "max_text_chars": max_text_chars,
             "max_image_bytes": max_image_bytes,
@@ -103,6 +126,7 @@ class DatasetWriter:
         self._reused: set[str] = set()  # shards that were already stored (commit re-checks)
         self._info: DatasetInfo | None = None
         self._aborted = False
+        self._size = 0  # bytes of the shards listed so far (the dataset's size at commit)
 
     @property
     def kind(self) -> DataKind | None:
@@ -118,6 +142,11 @@ class DatasetWriter:
     def n_items(self) -> int:
         """Documents stored so far."""
         return sum(ref.n_items for ref in self._shards)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the shards this upload lists so far (``DatasetInfo.size`` at commit)."""
+        return self._size
 
     def _require_open(self, action: str) -> None:
         if self._aborted:
@@ -146,17 +175,52 @@ class DatasetWriter:
             ConfigError: the writer was committed or aborted, or ``docs`` is not a batch.
             DataError: a document cannot be stored (tags that are not JSON values, a tensor
                 of non-numbers); the message names its row.
+            TooLarge: with ``limits``: a document over ``max_document_bytes``, or a batch
+                that takes the upload over ``max_dataset_rows`` or ``max_dataset_bytes``;
+                nothing of the batch is stored and the upload stays open.
             StoreError: the shard could not be written.
         """
         self._require_open("add a batch")
+        limits = self.limits
+        if limits is not None:
+            docs = self._check_sizes(docs, limits)
         batch = self._validator.check(docs)
         if batch.docs:
             data = encode_shard(batch.docs, batch.first_row)
+            if limits is not None and self._size + len(data) > limits.max_dataset_bytes:
+                raise dataset_bytes_too_many(self._size, len(data), limits.max_dataset_bytes)
             digest = hashlib.sha256(data).hexdigest()
             self._store_shard(digest, data)
             self._shards.append(ShardRef(digest, len(batch.docs), len(data)))
+            self._size += len(data)
         self._validator.accept(batch)
         return len(batch.records)
+
+    def _check_sizes(self, docs: Iterable[Any], limits: Limits) -> Iterable[Any]:
+        """Refuse a batch over the row or document limits before it is validated.
+
+        Runs before validation so that an oversized document is refused without being
+        hashed, decoded or copied. Returns the batch as a list (an iterator is read once).
+        """
+        if isinstance(docs, str | bytes | bytearray | Mapping | BaseDoc) or not isinstance(
+            docs, Iterable
+        ):
+            return docs  # not a batch: the validator says so
+        items = docs if isinstance(docs, list) else list(docs)
+        if self.n_rows + len(items) > limits.max_dataset_rows:
+            raise dataset_rows_too_many(self.n_rows, len(items), limits.max_dataset_rows)
+        limit = limits.max_document_bytes
+        for offset, item in enumerate(items):
+            found = oversized_field(item, limit)
+            if found is not None:
+                doc_id = getattr(item, "id", None)
+                named = f", id {doc_id!r}" if isinstance(doc_id, str) else ""
+                where = (
+                    f"item {self.n_rows + offset + 1} of the upload (document {offset} of "
+                    f"this batch{named})"
+                )
+                raise document_too_large(where, found, limit)
+        return items
 
     def _store_shard(self, digest: str, data: bytes) -> None:
         if digest in self._written or digest in self._reused:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 from jina.excepts import BadServer
 from jina.proto import jina_pb2
@@ -162,8 +163,62 @@ def test_grpc_calls_carry_the_token_and_map_error_answers() -> None:
     with pytest.raises(NotFoundError, match="no run x"):
         transport.get_run("x")
     assert fake.posts[0]["on"] == "/runs/get"
-    assert fake.posts[0]["parameters"] == {"token": "secret"}
+    # The token travels as metadata (the gateway checks it), never in the parameters.
+    assert fake.posts[0]["metadata"] == (("authorization", "Bearer secret"),)
+    assert "token" not in fake.posts[0]["parameters"]
     assert fake.posts[0]["timeout"] == 5
+
+
+def test_grpc_calls_without_a_token_send_no_authorization() -> None:
+    transport = GrpcTransport(parse_url("grpc://127.0.0.1:1"), None, timeout=5)
+    transport._jina = fake = _FakeJina()
+    with pytest.raises(NotFoundError):
+        transport.get_run("x")
+    assert fake.posts[0]["metadata"] == ()
+    assert "token" not in fake.posts[0]["parameters"]
+
+
+class _GatewayRefusal(grpc.RpcError):
+    """What grpc raises when the gateway answers a call with an error status of its own."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, 401, "Unauthenticated"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "TooLarge"),
+    ],
+)
+def test_grpc_gateway_refusals_become_request_errors(
+    code: grpc.StatusCode, status: int, error: str
+) -> None:
+    transport = GrpcTransport(parse_url("grpc://127.0.0.1:1"), "wrong", timeout=5)
+    transport._jina = _FakeJina(_GatewayRefusal(code, "the gateway says no: here is why"))
+
+    with pytest.raises(RequestError, match="the gateway says no: here is why") as caught:
+        transport.list_runs()
+
+    assert (caught.value.status, caught.value.error) == (status, error)
+
+
+def test_other_grpc_failures_stay_service_errors() -> None:
+    transport = GrpcTransport(parse_url("grpc://127.0.0.1:1"), "secret", timeout=5)
+    transport._jina = _FakeJina(_GatewayRefusal(grpc.StatusCode.INTERNAL, "boom"))
+
+    with pytest.raises(ServiceError) as caught:
+        transport.list_runs()
+
+    assert caught.value.status == 502 and not isinstance(caught.value, RequestError)
 
 
 def test_grpc_connection_failures_are_unavailable() -> None:
