@@ -506,13 +506,14 @@ class _StoreCheckpoint(Callback):
         self._last = time.monotonic()
         self._upload: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._saved_step = -1
 
     def on_fit_begin(self, trainer: Trainer, state: TrainState) -> None:
         self._last = time.monotonic()
 
     def on_train_batch_end(self, trainer: Trainer, state: TrainState) -> None:
-        if state.batch_in_epoch >= len(trainer.sampler):
-            return  # on_epoch_end decides
+        if state.batch_in_epoch >= len(trainer.sampler) or state.global_step >= trainer.total_steps:
+            return  # on_epoch_end decides; after the last step the model itself is saved
         if self.every_steps is not None:
             due = state.global_step % self.every_steps == 0
         else:
@@ -540,6 +541,9 @@ class _StoreCheckpoint(Callback):
             raise failure
 
     def _save(self, trainer: Trainer, state: TrainState) -> None:
+        if state.global_step == self._saved_step:
+            return  # e.g. an epoch that ended on a step just saved: the same weights again
+        self._saved_step = state.global_step
         self.wait()  # one upload at a time; an earlier failure surfaces here
         name = f"step-{state.global_step:08d}.pt"
         local = trainer.save_checkpoint(self.job.scratch / "checkpoints" / name)

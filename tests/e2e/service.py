@@ -43,7 +43,9 @@ class Service:
         command = [
             sys.executable, "-m", "gateway.serve",
             "--port", str(self.grpc_port), "--http-port", str(self.http_port),
-            "--data-dir", str(data_dir), *args,
+            *(["--store", env["SEARCHTUNER_STORE"]] if env.get("SEARCHTUNER_STORE") else
+              ["--data-dir", str(data_dir)]),
+            *args,
         ]  # fmt: skip
         self.group = ProcessGroup(
             command, cwd=REPO, log=log, env={**os.environ, **env}, name="the service"

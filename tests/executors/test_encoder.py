@@ -95,8 +95,30 @@ def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def text_encoder(text_bundle: Path) -> Encoder:
-    return Encoder(model=str(text_bundle))
+def text_encoder(text_bundle: Path) -> Iterator[Encoder]:
+    executor = Encoder(model=str(text_bundle))
+    yield executor
+    executor.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_encoders(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every encoder a test makes: each owns a compute thread with its own OpenMP team,
+    and the Flow tests later in this process fork; idle torch threads left behind have
+    crashed the forking process before."""
+    made: list[Encoder] = []
+    init = Encoder.__init__
+
+    def tracked(self: Encoder, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Encoder, "__init__", tracked)
+    yield
+    for executor in made:
+        compute = getattr(executor, "_compute", None)
+        if compute is not None:
+            compute.shutdown(wait=True)
 
 
 def _png(seed: int, size: int = 40) -> bytes:
