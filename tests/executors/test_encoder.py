@@ -94,8 +94,10 @@ def image_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return searchtuner.save_bundle(model, tmp_path_factory.mktemp("image") / "bundle", onnx=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def text_encoder(text_bundle: Path) -> Iterator[Encoder]:
+    # Per test, closed after it: no compute thread of the parent is alive when the Flow tests
+    # below fork the test process.
     executor = Encoder(model=str(text_bundle))
     yield executor
     executor.close()
