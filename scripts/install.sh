@@ -20,7 +20,7 @@ if as_root_with_apt && [ ! -f /usr/share/wordnet/data.noun ]; then
 fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir)
 # torch first and pinned: the CPU wheel on disk; an unpinned torch pulls CUDA builds.
 "${pip[@]}" torch==2.13.0
 "${pip[@]}" -e '.[test]'

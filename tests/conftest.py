@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import copy
 import random
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Free disk where tests write: the first thing to read when many tests error at once."""
+    free = shutil.disk_usage(tempfile.gettempdir()).free / 2**30
+    return f"free disk in {tempfile.gettempdir()}: {free:.1f} GiB (the suite needs about 3)"
 
 
 @pytest.fixture(autouse=True)

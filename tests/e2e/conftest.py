@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from searchtuner.datasets import load_supersense
 from tests.e2e.service import Service
+from tests.scratch import free_disk
 
 LABELS = 6
 TRAIN_PER_LABEL = 16
@@ -59,9 +60,13 @@ def wordnet_csv(
     return paths
 
 
+E2E = Path(__file__).parent
+_done_with_service: list[Callable[[], None]] = []
+
+
 @pytest.fixture(scope="session")
 def service_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The data directory the service keeps for the whole session (restarts included)."""
+    """The data directory the service keeps for all of tests/e2e (restarts included)."""
     root = tmp_path_factory.mktemp("service")
     return root / "data", root / "service.log"
 
@@ -70,5 +75,22 @@ def service_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def service(service_dirs: tuple[Path, Path]) -> Iterator[Service]:
     data, log = service_dirs
     running = Service(data, log).start()
+
+    def done() -> None:
+        running.stop()
+        free_disk(data.parent)
+
+    _done_with_service.append(done)
     yield running
-    running.stop()
+    if done in _done_with_service:
+        _done_with_service.remove(done)
+        done()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Once the last end-to-end test is done, stop the shared service and delete what it
+    stored (gigabytes of trained models and checkpoints), not only when the session ends."""
+    if nextitem is None or E2E not in nextitem.path.parents:
+        while _done_with_service:
+            _done_with_service.pop()()

@@ -33,7 +33,6 @@ import numpy as np
 import pytest
 import requests
 from docarray import DocList
-from jina import Client
 from jina.excepts import BadServer
 from PIL import Image
 
@@ -53,6 +52,7 @@ from searchtuner.service.schemas import (
 )
 from searchtuner.service.tokens import TokenStore
 from searchtuner.store import open_store
+from tests.e2e import service as service_module
 from tests.e2e.service import Service, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -63,8 +63,6 @@ RUN_CONFIG = {"epochs": 1, "batch_size": 16, "max_steps": 2}
 MISSING_DATASET = "std1:" + "0" * 64
 MISSING_RUN = "run-20000101000000-deadbe"
 TEN_MB = 10 * (1 << 20)
-HTTP_TIMEOUT = 60.0
-GRPC_TIMEOUT = 60.0
 LIVE_TIMEOUT = 30.0
 """A request through the whole Flow after each case must answer within this."""
 MAX_MESSAGE = 4096
@@ -132,38 +130,8 @@ def grpc_failure(err: Exception) -> Answer:
 # --- the caller ---------------------------------------------------------------------------------
 
 
-class Caller:
-    """One owner's HTTP and gRPC calls, each bounded by a timeout."""
-
-    def __init__(self, service: Service, token: str | None) -> None:
-        self.service = service
-        self.token = token
-        self.headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        self.metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
-        self.jina = Client(host="127.0.0.1", port=service.grpc_port, protocol="grpc")
-
-    def http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return requests.request(
-            method, f"{self.service.http}{path}", headers=headers, timeout=HTTP_TIMEOUT, **kwargs
-        )
-
-    def grpc(
-        self,
-        endpoint: str,
-        docs: DocList[Any],
-        out: type,
-        metadata: tuple[tuple[str, str], ...] | None = None,
-        **parameters: Any,
-    ) -> DocList[Any]:
-        return self.jina.post(
-            endpoint,
-            inputs=docs,
-            parameters=parameters,
-            metadata=self.metadata if metadata is None else metadata,
-            return_type=DocList[out],
-            timeout=GRPC_TIMEOUT,
-        )
+class Caller(service_module.Caller):
+    """One owner's HTTP and gRPC calls, with what these tests ask of them."""
 
     def grpc_answer(self, endpoint: str, docs: DocList[Any], out: type, **kwargs: Any) -> Answer:
         """The refusal of a gRPC call (an Answer saying 'accepted' if there was none)."""
@@ -930,7 +898,8 @@ NOT_VALID = ("the token is not valid", "searchtuner token create")
 
 
 def anonymous(ctx: Context, headers: dict[str, str], path: str = "/datasets") -> Answer:
-    response = requests.get(f"{ctx.me.service.http}{path}", headers=headers, timeout=HTTP_TIMEOUT)
+    url = f"{ctx.me.service.http}{path}"
+    response = requests.get(url, headers=headers, timeout=Caller.HTTP_TIMEOUT)
     if response.status_code == 401:
         assert response.headers.get("www-authenticate") == "Bearer"
     return http_answer(response)

@@ -49,6 +49,7 @@ from tests.integration.s3_server import (
     session,
 )
 from tests.integration.tcp_proxy import TcpProxy
+from tests.scratch import free_disk
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,21 +68,6 @@ SERVING = "SearchTuner is serving"
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def upload(service: Service, path: Path, name: str) -> dict[str, Any]:
-    """POST /datasets, the CSV streamed in 1 KiB chunks."""
-
-    def body() -> Iterator[bytes]:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1024):
-                yield chunk
-
-    response = service.post(
-        f"/datasets?kind=labeled&name={name}", data=body(), headers={"Content-Type": "text/csv"}
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 def start_run(
@@ -291,10 +277,11 @@ def local(
     root = tmp_path_factory.mktemp("faults-local")
     service = Service(root / "data", root / "service.log").start()
     try:
-        train = upload(service, wordnet_csv["train"], "faults-train")
+        train = service.upload_csv(wordnet_csv["train"], "faults-train")
         yield Local(service, train, open_store(service.store_uri), root)
     finally:
         service.stop()
+        free_disk(root)
 
 
 def kill_during_training(local: Local, comm: str, what: str) -> None:
@@ -385,6 +372,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
             yield Remote(service, proxy, endpoint, bucket, root)
         finally:
             service.stop()
+            free_disk(root)
 
 
 def generated_rows(wordnet_rows: dict[str, list[tuple[str, str]]], count: int) -> list[list[str]]:
@@ -458,7 +446,7 @@ class TestS3Outage:
         self, remote: Remote, wordnet_csv: dict[str, Path]
     ) -> None:
         service = remote.service
-        train = upload(service, wordnet_csv["train"], "outage-train")
+        train = service.upload_csv(wordnet_csv["train"], "outage-train")
         # Checkpoints (177 MB each, through the proxy) at steps 4 and 8: the first goes up
         # while S3 is down.
         steps = 10

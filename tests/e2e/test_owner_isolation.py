@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import requests
 from docarray import DocList
-from jina import Client
 from jina.excepts import BadServer
 
 from searchtuner.service.schemas import (
@@ -30,7 +29,7 @@ from searchtuner.service.schemas import (
     UploadRequest,
     UploadStatus,
 )
-from tests.e2e.service import Service, wait_for
+from tests.e2e.service import Caller, Service, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,29 +38,8 @@ MISSING_DATASET = "std1:" + "0" * 64
 RUN_CONFIG = {"epochs": 1, "batch_size": 16, "max_steps": 2}
 
 
-class Owner:
-    """One owner's view of the service: HTTP with its bearer token, gRPC with its metadata."""
-
-    def __init__(self, service: Service, token: str | None) -> None:
-        self.service = service
-        self.headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        self.metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
-        self.jina = Client(host="127.0.0.1", port=service.grpc_port, protocol="grpc")
-
-    def http(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return requests.request(
-            method, f"{self.service.http}{path}", headers=headers, timeout=120, **kwargs
-        )
-
-    def grpc(self, endpoint: str, docs: DocList[Any], out: type, **parameters: Any) -> Any:
-        return self.jina.post(
-            endpoint,
-            inputs=docs,
-            parameters=parameters,
-            metadata=self.metadata,
-            return_type=DocList[out],
-        )
+class Owner(Caller):
+    """One owner's view of the service (``None``: a caller without a token)."""
 
     def grpc_error(self, endpoint: str, docs: DocList[Any], out: type, **parameters: Any) -> Any:
         """The error status the call fails with (name, message)."""

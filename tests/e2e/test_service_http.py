@@ -41,22 +41,9 @@ def sse(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
         event[field] = json.loads(value) if field == "data" else value
 
 
-def upload(service: Service, path: Path, name: str) -> dict[str, Any]:
-    def body() -> Iterator[bytes]:  # streamed in chunks, never read whole
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1024):
-                yield chunk
-
-    response = service.post(
-        f"/datasets?kind=labeled&name={name}", data=body(), headers={"Content-Type": "text/csv"}
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 def test_fine_tune_over_http(service: Service, wordnet_csv: dict[str, Path]) -> None:
-    train = upload(service, wordnet_csv["train"], "wordnet-train")
-    evaluation = upload(service, wordnet_csv["eval"], "wordnet-eval")
+    train = service.upload_csv(wordnet_csv["train"], "wordnet-train")
+    evaluation = service.upload_csv(wordnet_csv["eval"], "wordnet-eval")
     assert train["handle"].startswith("std1:") and train["n_items"] == 96 and train["ok"]
     assert evaluation["n_items"] == 36
     listed = {row["handle"] for row in service.get("/datasets").json()}

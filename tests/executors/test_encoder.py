@@ -4,9 +4,6 @@ real Flow (encoder → a typed executor standing in for an indexer) serves it ov
 the same model: bit for bit with PyTorch, within 1e-4 with ONNX Runtime.
 """
 
-# No `from __future__ import annotations`: jina reads the Probe executor's annotations as its
-# schemas, and needs real types for that, not strings.
-
 import asyncio
 import io
 import os
@@ -22,17 +19,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from docarray import BaseDoc, DocList
+from docarray import DocList
 from docarray.base_doc import AnyDoc
 from docarray.documents import ImageDoc, TextDoc
-from docarray.typing import NdArray
-from jina import Client, Executor, Flow, requests
+from jina import Client, Executor, Flow
 from jina.excepts import BadServer
 from PIL import Image
 
 import searchtuner
 from executors.encoder.executor import Encoder
 from searchtuner.errors import ConfigError, DataError, SearchTunerError
+from tests.executors.probe import Product, Stats
+from tests.flow_host import hosted_flow
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "executors" / "encoder" / "config.yml"
@@ -48,15 +46,6 @@ TEXTS = [
     "a tall bookcase of pine",
     "sofa bed for two people",
 ]
-
-
-class Product(BaseDoc):
-    """A user's document: the field the model reads, fields it does not, and the embedding."""
-
-    text: str = ""
-    title: str = ""
-    price: float = 0.0
-    embedding: NdArray | None = None
 
 
 # ---------------------------------------------------------------------------------- models
@@ -419,32 +408,6 @@ def test_a_model_handle_is_fetched_once_and_served(
 # ------------------------------------------------- level 3: a Flow over gRPC on 127.0.0.1
 
 
-class Stats(BaseDoc):
-    count: int = 0
-
-
-class Probe(Executor):
-    """Stands in for an indexer: typed with the user's class on /index, an endpoint without
-    documents (/count), and a pass-through (typed AnyDoc, as the gateway requires behind the
-    encoder) on every other endpoint. /index writes what it received into ``title``, so the
-    client sees what crossed the hop."""
-
-    @requests(on="/count")
-    def count(self, **kwargs: Any) -> DocList[Stats]:
-        return DocList[Stats]([Stats(count=42)])
-
-    @requests(on="/index")
-    def index(self, docs: DocList[Product], **kwargs: Any) -> DocList[Product]:
-        for doc in docs:
-            width = None if doc.embedding is None else doc.embedding.shape[0]
-            doc.title = f"{doc.title}|price={doc.price}|dim={width}"
-        return docs
-
-    @requests
-    def passthrough(self, docs: DocList[AnyDoc], **kwargs: Any) -> DocList[AnyDoc]:
-        return None  # type: ignore[return-value]  # jina: None keeps the documents
-
-
 BATCH = 8  # the Flow's preferred batch size
 WAIT_MS = 20_000  # ...and how long a request waits for others: far longer than any test
 
@@ -456,22 +419,26 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def flow(text_bundle: Path, text_model: searchtuner.EmbeddingModel) -> Iterator[int]:
-    """The one Flow of this test process (Flows fork, and gRPC breaks in a process forked
-    after gRPC work). A batch leaves when it holds 8 documents, or after 20 s: every test
-    sends 8, so none waits for the timer, unless batching fails."""
-    port = _free_port()
-    started = (
-        Flow(port=port, host="127.0.0.1")
+def flow(
+    text_bundle: Path,
+    text_model: searchtuner.EmbeddingModel,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[int]:
+    """The Flow, served from a child process (tests.flow_host). A batch leaves when it holds 8
+    documents, or after 20 s: every test sends 8, so none waits for the timer, unless
+    batching fails."""
+    described = (
+        Flow(port=_free_port(), host="127.0.0.1")
         .add(
             name="encoder",
             uses=str(CONFIG),
             uses_with={"model": str(text_bundle)},
             uses_dynamic_batching={"encode": {"preferred_batch_size": BATCH, "timeout": WAIT_MS}},
         )
-        .add(name="probe", uses=Probe)
+        .add(name="probe", uses="Probe")
     )
-    with started:
+    folder = tmp_path_factory.mktemp("encoder-flow")
+    with hosted_flow(described, folder, imports=["tests.executors.probe"]) as port:
         yield port
 
 

@@ -29,6 +29,7 @@ from executors.publisher.executor import Publisher
 from searchtuner.artifacts import CheckpointError, ModelHandle, save_model_checkpoint
 from searchtuner.service.owners import Unauthenticated
 from searchtuner.store import LocalStore, NotFound
+from tests.flow_host import hosted_flow
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "executors" / "publisher" / "config.yml"
@@ -185,19 +186,18 @@ def _free_port() -> int:
 def test_a_flow_publishes_over_grpc_and_survives_bad_requests(
     tmp_path: Path, issue_token: Callable[..., str]
 ) -> None:
-    """The one Flow this test process starts: Flows fork, and gRPC breaks in a process forked
-    after gRPC work (a client call, another Flow), so a second in-process Flow could crash.
-    The checkpoint is of a registered backbone: the service never rebuilds a model folder."""
+    """The Flow runs in a child process (tests.flow_host: Flows fork, and gRPC breaks in a
+    process forked after gRPC work). The checkpoint is of a registered backbone: the service
+    never rebuilds a model folder."""
     model = _mlp()
     store = LocalStore(tmp_path / "store")
     save_model_checkpoint(model, store.for_owner("alice"), KEY, info={"run_id": "r1"})
     alice = {"token": issue_token(store, "alice")}  # also SEARCHTUNER_STORE, for the executor
-    port = _free_port()
-    flow = Flow(port=port, host="127.0.0.1").add(
+    flow = Flow(port=_free_port(), host="127.0.0.1").add(
         uses=str(CONFIG), uses_with={"store_uri": store.uri()}
     )
 
-    with flow:
+    with hosted_flow(flow, tmp_path / "flow") as port:
         client = Client(host=f"grpc://127.0.0.1:{port}")
 
         def post(parameters: dict[str, str], **fields: str) -> DocList[PublishResponse]:

@@ -42,7 +42,9 @@ TEST_CREDENTIALS = {
     "aws_secret_access_key": "testing",
     "region_name": REGION,
 }
-_READY_TIMEOUT_S = 10.0
+# moto answers its first request only once it has imported its S3 backend: seconds on a
+# loaded 2-core machine (10 s was too little in CI).
+_READY_TIMEOUT_S = 60.0
 _bucket_numbers = itertools.count()
 
 
@@ -68,15 +70,17 @@ def raw_client(endpoint: str):  # type: ignore[no-untyped-def]
 def wait_ready(endpoint: str, timeout_s: float = _READY_TIMEOUT_S) -> None:
     """Poll the server's dashboard URL until it answers; bounded by ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    for _ in range(1000):
+    for _ in range(2000):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
         try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1) as answer:
+            url = f"{endpoint}/moto-api/data.json"
+            with urllib.request.urlopen(url, timeout=max(1.0, min(left, 15.0))) as answer:
                 if answer.status == 200:
                     return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)  # not listening yet
-        if time.monotonic() > deadline:
-            break
+        except OSError:  # not listening yet, or still importing (URLError, timeouts)
+            time.sleep(0.05)
     raise RuntimeError(f"moto server at {endpoint} not ready after {timeout_s} s")
 
 
