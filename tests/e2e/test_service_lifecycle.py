@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from tests.e2e.service import Service, wait_for, worker_pids
-from tests.e2e.test_service_http import upload
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,8 +23,8 @@ TERMINAL = {"FINISHED", "FAILED", "CANCELLED"}
 @pytest.fixture(scope="module")
 def handles(service: Service, wordnet_csv: dict[str, Path]) -> dict[str, str]:
     return {
-        "train": upload(service, wordnet_csv["train"], "lifecycle-train")["handle"],
-        "eval": upload(service, wordnet_csv["eval"], "lifecycle-eval")["handle"],
+        "train": service.upload_csv(wordnet_csv["train"], "lifecycle-train")["handle"],
+        "eval": service.upload_csv(wordnet_csv["eval"], "lifecycle-eval")["handle"],
     }
 
 
