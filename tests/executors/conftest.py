@@ -3,19 +3,24 @@
 Every executor resolves ``parameters["token"]`` against the token records of the store that
 ``SEARCHTUNER_STORE`` names (:func:`searchtuner.service.owners.owner_of`), whatever store it
 was built with. So issuing a token here also points ``SEARCHTUNER_STORE`` at the store the
-token lives in, for the rest of the test. In-process jina Flows here have no SearchTuner
-gateway to put the caller's token into the parameters: tests send it there themselves.
+token lives in, for the rest of the test (a Flow started then, by tests.flow_host, inherits
+it). The Flows here have no SearchTuner gateway to put the caller's token into the
+parameters: tests send it there themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from searchtuner.service.tokens import TokenStore
 from searchtuner.store import LocalStore, Store
+
+if TYPE_CHECKING:
+    from executors.ingest.executor import Ingest
 
 OWNER = "local"
 """The owner of the ``token`` fixture's token."""
@@ -39,6 +44,16 @@ def issue_token(monkeypatch: pytest.MonkeyPatch) -> IssueToken:
         return TokenStore(store).create(owner, name=f"tests ({owner})").token
 
     return issue
+
+
+@pytest.fixture
+def ingest(store: LocalStore) -> Iterator[Ingest]:
+    """The ingest executor on the test's ``store``, closed after the test."""
+    from executors.ingest.executor import Ingest
+
+    executor = Ingest(store_uri=store.uri())
+    yield executor
+    executor.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ HTTP is the subject of tests/e2e.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,6 @@ CONFIG = REPO / "executors" / "ingest" / "config.yml"
 OWNER = "local"  # the owner of the conftest's `token`
 DIM = 8
 HOW_TO_SEND = r"needs a token: send it as `Authorization: Bearer <token>`"
-
-
-@pytest.fixture
-def ingest(store: LocalStore) -> Iterator[Ingest]:
-    executor = Ingest(store_uri=store.uri())
-    yield executor
-    executor.close()
 
 
 def _vectors(n: int, *, labels: int = 2, start: int = 0) -> DocList[IngestDoc]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,10 +32,9 @@ from searchtuner.service.schemas import (
     UploadRequest,
     UploadStatus,
 )
-from searchtuner.service.tokens import TokenStore
-from searchtuner.store import LocalStore, open_store
+from searchtuner.store import LocalStore
+from tests.executors.conftest import OWNER
 
-OWNER = "alice"
 DIM = 8
 MiB = 1 << 20
 LIMIT_VARIABLES = (
@@ -52,26 +49,6 @@ def _default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts from the default limits, whatever the environment running it says."""
     for name in LIMIT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
-    store = LocalStore(tmp_path / "store")
-    # Executors resolve tokens against SEARCHTUNER_STORE: the same store as the data.
-    monkeypatch.setenv("SEARCHTUNER_STORE", store.uri())
-    return store
-
-
-@pytest.fixture
-def token(store: LocalStore) -> str:
-    return TokenStore(open_store(store.uri())).create(OWNER).token
-
-
-@pytest.fixture
-def ingest(store: LocalStore) -> Iterator[Ingest]:
-    executor = Ingest(store_uri=store.uri())
-    yield executor
-    executor.close()
 
 
 def _vectors(n: int, *, labels: int = 2, start: int = 0) -> DocList[IngestDoc]:
