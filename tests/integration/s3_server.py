@@ -1,11 +1,7 @@
 """A real S3-compatible server (moto's) on 127.0.0.1 for the integration tests, and helpers.
 
-Wrap the context managers in fixtures where they are used::
-
-    @pytest.fixture(scope="session")
-    def s3_endpoint() -> Iterator[str]:
-        with running_moto_server() as endpoint:
-            yield endpoint
+The fixtures ``s3_endpoint`` (one server a session) and ``s3_bucket`` (a fresh bucket a
+test) in tests/integration/conftest.py wrap the first two context managers:
 
 * :func:`running_moto_server`: moto's ThreadedMotoServer on 127.0.0.1, a free port, checked
   ready with a bounded loop; yields the endpoint URL.

@@ -17,7 +17,7 @@ from urllib.request import url2pathname
 import numpy as np
 import pytest
 import torch
-from s3_server import REGION, TEST_CREDENTIALS, fresh_bucket, raw_client, running_moto_server
+from s3_server import REGION, TEST_CREDENTIALS, fresh_bucket, raw_client
 
 import searchtuner
 from searchtuner.artifacts import (
@@ -33,12 +33,6 @@ pytestmark = pytest.mark.integration
 
 TEXTS = ["neural search ranks documents by embedding similarity", "a cat", "ünïcödé 🙂", "x"]
 VECTORS = np.random.default_rng(1).normal(size=(6, 12)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with running_moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(params=["local", "s3"])

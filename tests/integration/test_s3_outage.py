@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from s3_server import REGION, TEST_CREDENTIALS, fresh_bucket, running_moto_server, session
+from s3_server import REGION, TEST_CREDENTIALS, session
 from tcp_proxy import TcpProxy, wait_until
 
 from searchtuner.artifacts.handles import ModelHandle
@@ -33,19 +33,6 @@ pytestmark = pytest.mark.integration
 MiB = 1024 * 1024
 OUTAGE_S = 10.0
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1, for this module."""
-    with running_moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def s3_bucket(s3_endpoint: str) -> Iterator[str]:
-    with fresh_bucket(s3_endpoint) as name:
-        yield name
 
 
 @pytest.fixture

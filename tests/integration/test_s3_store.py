@@ -18,10 +18,8 @@ import pytest
 from s3_server import (
     FlakyProxy,
     free_port,
-    fresh_bucket,
     moto_auth,
     raw_client,
-    running_moto_server,
     session,
 )
 
@@ -48,20 +46,6 @@ def s3_store(endpoint: str, bucket: str, **options: object) -> S3Store:
     settings: dict[str, object] = {"endpoint_url": endpoint, "session": session(), **SMALL_PARTS}
     settings.update(options)
     return S3Store(bucket, "searchtuner", **settings)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server, started once for the session on 127.0.0.1."""
-    with running_moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def s3_bucket(s3_endpoint: str) -> Iterator[str]:
-    """A new empty bucket for each test."""
-    with fresh_bucket(s3_endpoint) as name:
-        yield name
 
 
 @pytest.fixture(params=["local", "s3"])
